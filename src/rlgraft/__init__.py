@@ -1,0 +1,7 @@
+"""rlgraft: config-driven Ray RLlib + Tune runs with verified full and partial checkpoint restore."""
+
+from rlgraft.api import compose, run
+from rlgraft.errors import RlgraftError
+from rlgraft.restore import RestoreCallback, factory as restore_callback
+
+__all__ = ["RestoreCallback", "RlgraftError", "compose", "restore_callback", "run"]

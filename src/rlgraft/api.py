@@ -1,0 +1,193 @@
+"""`rlgraft.run(cfg)`: the whole experiment as a plain function, for Hydra, notebooks and tests."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rlgraft import algo, envs, report, runtime, schema
+from rlgraft.errors import RlgraftError, did_you_mean
+from rlgraft.restore import RestorePlan, plan
+from rlgraft.schema import Config, flatten
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+# Result keys every RLlib new-stack run reports; a stop key close to one of these but not equal is a typo.
+KNOWN_RESULT_KEYS = {
+    "num_env_steps_sampled_lifetime", "num_agent_steps_sampled_lifetime", "training_iteration",
+    "time_total_s", "time_this_iter_s", "timesteps_total", "iterations_since_restore",
+    "env_runners/episode_return_mean", "env_runners/episode_return_max",
+    "env_runners/episode_return_min", "env_runners/episode_len_mean",
+    "env_runners/num_env_steps_sampled_lifetime", "env_runners/num_episodes_lifetime",
+    "learners/__all_modules__/num_env_steps_trained_lifetime",
+}
+
+
+def compose(overrides: list[str] | None = None, config_dir: str | os.PathLike[str] | None = None) -> DictConfig:
+    """Compose the Hydra config without a Hydra app (for notebooks and tests)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    schema.register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir or CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides or []))
+
+
+def check_stop_keys(stop: dict[str, float]) -> None:
+    """Catch near-miss typos before Ray starts; unknown custom keys are checked on live results."""
+    for key in stop:
+        if key in KNOWN_RESULT_KEYS or "/" in key and key.split("/")[0] in ("env_runners", "learners",
+                                                                             "evaluation", "custom"):
+            if key not in KNOWN_RESULT_KEYS:
+                hint = did_you_mean(key, KNOWN_RESULT_KEYS)
+                if hint and not key.startswith(("env_runners/agent_", "env_runners/module_")):
+                    _stop_key_error(key, hint)
+            continue
+        hint = did_you_mean(key, KNOWN_RESULT_KEYS)
+        if hint:
+            _stop_key_error(key, hint)
+
+
+def _stop_key_error(key: str, hint: str) -> None:
+    raise RlgraftError(f"stop key `{key}` is not a result key{hint}",
+                       fix="correct it, e.g. stop.num_env_steps_sampled_lifetime=8000 or "
+                           "+stop.env_runners.episode_return_mean=-300")
+
+
+def prepare(cfg: DictConfig | Config, output_dir: str | None = None) -> Config:
+    """Typed, validated config with absolute output and launch dirs."""
+    c = schema.to_config(cfg)
+    if output_dir:
+        c.output_dir = str(Path(output_dir).resolve())
+    if not c.output_dir:
+        c.output_dir = str((Path.cwd() / "outputs" / "api" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve())
+    c.launch_dir = c.launch_dir or os.getcwd()
+    schema.validate(c)
+    return c
+
+
+def param_space(config: Any, cfg: Config) -> Any:
+    """The AlgorithmConfig itself, or its dict with Tune search objects where `tune.search` says."""
+    if not cfg.tune.search:
+        return config
+    from rlgraft.tuning import sampler
+
+    space = config.to_dict()
+    for section, entries in cfg.tune.search.items():
+        if section not in algo.SECTIONS or not isinstance(entries, dict):
+            raise RlgraftError(f"tune.search.{section} is not an algo section",
+                               fix=f"use one of {', '.join(algo.SECTIONS)}, e.g. "
+                                   "tune.search.training.lr={grid:[1e-3,3e-4]}")
+        algo.check_section(type(config), section, dict.fromkeys(entries))
+        for key, spec in entries.items():
+            where = f"tune.search.{section}.{key}"
+            if section == "rl_module" and key == "model_config":
+                sub = dict(space.get("_model_config") or {})
+                algo.check_section(type(config), section, {"model_config": dict.fromkeys(spec)})
+                sub.update({k: sampler(v, f"{where}.{k}") for k, v in spec.items()})
+                space["_model_config"] = sub
+            elif key in space:
+                space[key] = sampler(spec, where)
+            else:
+                raise RlgraftError(f"{where} cannot be searched by Tune (no config field {key!r})",
+                                   fix="search another option or set it per job with Hydra -m")
+    return space
+
+
+def num_trials(cfg: Config) -> int:
+    grid = 1
+    for entries in cfg.tune.search.values():
+        for key, spec in entries.items():
+            specs = spec.values() if key == "model_config" else [spec]
+            for s in specs:
+                if isinstance(s, dict) and "grid" in s:
+                    grid *= len(s["grid"])
+    return grid * cfg.tune.num_samples
+
+
+def run(cfg: DictConfig | Config, *, output_dir: str | None = None, printer: Any = print) -> dict[str, Any]:
+    """Train to the stop, write summary.json into the output dir, return the summary."""
+    from rlgraft import tuning
+
+    start = time.perf_counter()
+    c = prepare(cfg, output_dir)
+    config = algo.build(c)  # checks every algo.* key before Ray starts
+    restore_plan: RestorePlan | None = plan(c, config) if c.resume else None
+    stop = flatten(dict(c.stop))
+    check_stop_keys(stop)
+    if restore_plan:
+        stop = restore_plan.stop(stop, c.restore.budget.value)
+        printer(f"rlgraft: restoring from {restore_plan.checkpoint} ({restore_plan.how})")
+    cluster = runtime.ensure(c.ray)
+    env_name = envs.register(c.env)
+    trials = num_trials(c)
+    fitted = runtime.fit(c, cluster, trials,
+                         lambda n: algo.resource_request(algo.build(c, num_env_runners=n, env_name=env_name)))
+    config = algo.build(c, num_env_runners=fitted.num_env_runners, env_name=env_name)
+    if restore_plan:
+        config.callbacks(on_algorithm_init=restore_plan.callback)
+    printer(f"rlgraft: {c.algo.name} on {c.env.id}"
+            f"{f' ({c.env.num_agents} agents)' if c.env.multi_agent else ''}, {trials} trial(s), "
+            f"{fitted.num_env_runners} EnvRunner(s) each, {fitted.max_concurrent_trials} at a time, "
+            f"stop {stop}; cluster CPUs {cluster.get('CPU', 0):g}")
+    storage = str(Path(c.output_dir) / "tune")
+    outcomes, guard = tuning.fit(tuning.TuneRun(
+        trainable=config.algo_class, param_space=param_space(config, c), storage_path=storage,
+        name=c.name, stop=stop, metric=c.metric, mode=c.mode, num_samples=c.tune.num_samples,
+        max_concurrent_trials=fitted.max_concurrent_trials,
+        checkpoint_frequency=c.checkpoint.frequency, checkpoint_at_end=c.checkpoint.at_end,
+        num_to_keep=c.checkpoint.num_to_keep, score_attribute=c.checkpoint.score_attribute,
+        max_failures=c.tune.max_failures, scheduler=c.tune.scheduler.value,
+        grace_period=c.tune.grace_period), printer=printer,
+        restore=tuning.can_restore(storage, c.name))
+    summary = summarize(c, outcomes, restore_plan, time.perf_counter() - start, storage)
+    report.write_summary(c.output_dir, summary)
+    guard.raise_if_missing()
+    for line in report.closing_lines(summary):
+        printer(line)
+    failed = [o for o in outcomes if o.status == "ERROR"]
+    if failed and len(failed) == len(outcomes):
+        raise RlgraftError(f"every trial failed; first error: {failed[0].error}",
+                           found=f"trial logs under {failed[0].path}",
+                           fix="read error.txt in the trial folder")
+    return summary
+
+
+def summarize(c: Config, outcomes: list[Any], restore_plan: RestorePlan | None, wall_s: float,
+              storage: str) -> dict[str, Any]:
+    sign = 1.0 if c.mode == "max" else -1.0
+
+    def score(o: Any) -> float:
+        v = o.metrics.get(c.metric)
+        return sign * v if isinstance(v, int | float) and v == v else float("-inf")
+
+    ok = [o for o in outcomes if o.status != "ERROR"] or outcomes
+    best = max(ok, key=score) if ok else None
+    reports = sorted((Path(c.output_dir) / "restore").glob("restore-*.json"))
+    import json
+
+    return {
+        "status": "ok" if best is not None and best.status != "ERROR" else "error",
+        "checkpoint": best.checkpoint if best else None,
+        "env_steps": int(best.metrics.get("num_env_steps_sampled_lifetime", 0)) if best else 0,
+        "iterations": int(best.metrics.get("training_iteration", 0)) if best else 0,
+        "wall_s": round(wall_s, 2),
+        "metric": c.metric,
+        "metrics": best.metrics if best else {},
+        "trials": [{"trial_id": o.trial_id, "path": o.path, "checkpoint": o.checkpoint,
+                    "status": o.status, "error": o.error, "config": o.config,
+                    "env_steps": int(o.metrics.get("num_env_steps_sampled_lifetime", 0)),
+                    "iterations": int(o.metrics.get("training_iteration", 0)),
+                    "metrics": o.metrics} for o in outcomes],
+        "output_dir": c.output_dir,
+        "experiment_path": str(Path(storage) / c.name),
+        "restore": ({**restore_plan.summary(),
+                     "reports": [json.loads(p.read_text()) for p in reports]} if restore_plan else None),
+        "config": OmegaConf.to_container(OmegaConf.structured(c), resolve=True, enum_to_str=True),
+    }

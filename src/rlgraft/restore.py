@@ -1,0 +1,263 @@
+"""The restore plan (checked in the driver, before Ray starts) and the on_algorithm_init callback.
+
+The callback is a frozen dataclass with plain fields: Tune cloudpickles it into each trial, and it
+can be printed, compared and called in tests like any value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlgraft import checkpoints, envs
+from rlgraft.checkpoints import CheckpointInfo, ModuleInfo
+from rlgraft.errors import RlgraftError
+
+log = logging.getLogger("rlgraft.restore")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    target: str
+    source: str
+    digest: str  # of the source weights, to prove they arrived
+
+
+@dataclass(frozen=True)
+class RestoreCallback:
+    """`on_algorithm_init` callback: restore, sync every EnvRunner, verify, report.
+
+    full=True restores the whole algorithm (weights, optimizer, counters); otherwise only the listed
+    modules and components change.
+    """
+
+    checkpoint: str
+    transfers: tuple[Transfer, ...] = ()
+    components: tuple[tuple[str, str], ...] = ()  # (target component, absolute source path)
+    full: bool = False
+    verify: bool = True
+    report_dir: str | None = None
+
+    def __call__(self, *, algorithm: Any, metrics_logger: Any = None, **kwargs: Any) -> None:
+        start = time.perf_counter()
+        if self.full:
+            checkpoints.restore_all(algorithm, self.checkpoint)
+        else:
+            for t in self.transfers:
+                checkpoints.restore_module(algorithm, self.checkpoint, t.source, t.target)
+        for component, source in self.components:
+            checkpoints.restore_component(algorithm, source, component)
+        checkpoints.sync_env_runners(algorithm)
+        report = self.check(algorithm) if self.verify else {"verified": False}
+        report.update(checkpoint=self.checkpoint, full=self.full, seconds=round(time.perf_counter() - start, 3),
+                      components=[list(c) for c in self.components], pid=os.getpid(),
+                      iteration=int(getattr(algorithm, "iteration", 0) or 0))
+        for line in describe(report):
+            log.warning(line)
+        if self.report_dir:
+            out = Path(self.report_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"restore-{os.getpid()}-{time.time_ns()}.json").write_text(json.dumps(report, indent=2))
+
+    def check(self, algorithm: Any) -> dict[str, Any]:
+        """Learner weights equal the source; every EnvRunner holds the learner's weights."""
+        targets = [t.target for t in self.transfers]
+        learner = checkpoints.learner_state(algorithm, targets)
+        rows, problems = [], []
+        for t in self.transfers:
+            got = checkpoints.digest(learner[t.target])
+            if got != t.digest:
+                problems.append(f"learner module {t.target!r} has weights {got}, expected {t.digest} "
+                                f"from source module {t.source!r}")
+            rows.append({"target": t.target, "source": t.source, "digest": got,
+                         "learner_matches_source": got == t.digest})
+        runners = checkpoints.runner_digests(algorithm)
+        for label, modules in runners:
+            for t in self.transfers:
+                held = modules.get(t.target)
+                if held is None:
+                    problems.append(f"{label} holds no module {t.target!r}")
+                    continue
+                for name, dig in held.items():
+                    if name in learner[t.target] and checkpoints.digest({name: learner[t.target][name]}) != dig:
+                        problems.append(f"{label} module {t.target!r} parameter {name} differs "
+                                        "from the learner's after the sync")
+        if problems:
+            raise RuntimeError("rlgraft restore verification failed: " + "; ".join(problems))
+        return {"verified": True, "modules": rows, "runners_checked": [r[0] for r in runners]}
+
+
+def describe(report: dict[str, Any]) -> list[str]:
+    kind = "full restore" if report.get("full") else "partial restore"
+    lines = [f"rlgraft {kind} from {report.get('checkpoint')} in {report.get('seconds', 0):.2f} s"]
+    for m in report.get("modules", []):
+        lines.append(f"  {m['source']} -> {m['target']}  weights {m['digest']}  "
+                     f"{'verified' if m['learner_matches_source'] else 'MISMATCH'}")
+    for target, source in report.get("components", []):
+        lines.append(f"  component {source} -> {target}")
+    if report.get("runners_checked"):
+        lines.append(f"  EnvRunners in sync: {', '.join(report['runners_checked'])}")
+    return lines
+
+
+# --------------------------------------------------------------------------- driver-side plan
+@dataclass
+class RestorePlan:
+    checkpoint: str
+    how: str
+    callback: RestoreCallback
+    counters: dict[str, float] = field(default_factory=dict)
+    info: CheckpointInfo | None = None
+
+    def stop(self, stop: dict[str, float], budget: str) -> dict[str, float]:
+        """Stop thresholds; with budget=additional each is moved by the checkpoint's value."""
+        if budget != "additional" or not self.callback.full:
+            return dict(stop)
+        return {k: v + self.counters.get(k, 0.0) for k, v in stop.items()}
+
+    def summary(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "chosen": self.how, "full": self.callback.full,
+                "modules": [asdict(t) for t in self.callback.transfers],
+                "components": [list(c) for c in self.callback.components],
+                "source_counters": {k: v for k, v in self.counters.items()
+                                    if k in ("num_env_steps_sampled_lifetime", "training_iteration")}}
+
+
+def _space_str(space: Any) -> str:
+    return str(space) if space is not None else "unknown"
+
+
+def compare_module(source: ModuleInfo, target_id: str, target_spaces: tuple[Any, Any],
+                   target_params: dict[str, tuple[int, ...]]) -> None:
+    """Refuse what RLlib would load silently (strict=False) or fail on minutes later."""
+    where = f"source module {source.module_id!r} -> target module {target_id!r}"
+    for label, have, want in (("observation", source.observation_space, target_spaces[0]),
+                              ("action", source.action_space, target_spaces[1])):
+        if have is not None and have != want:
+            raise RlgraftError(
+                f"{label} spaces differ for {where}",
+                found=f"checkpoint: {_space_str(have)}; this run: {_space_str(want)}",
+                fix="restore into a run of the same environment (env.id, env.kwargs), or map a "
+                    "module with matching spaces in restore.modules",
+            )
+    missing = sorted(set(target_params) - set(source.params))
+    extra = sorted(set(source.params) - set(target_params))
+    shapes = sorted(f"{n}: checkpoint {source.params[n]} vs run {target_params[n]}"
+                    for n in set(source.params) & set(target_params) if source.params[n] != target_params[n])
+    if missing or extra or shapes:
+        parts = []
+        if shapes:
+            parts.append("shape differs: " + "; ".join(shapes[:6]))
+        if missing:
+            parts.append("only in this run: " + ", ".join(missing[:6]))
+        if extra:
+            parts.append("only in the checkpoint: " + ", ".join(extra[:6]))
+        hidden = source.model_config.get("fcnet_hiddens")
+        raise RlgraftError(
+            f"network parameters differ for {where}; RLlib would load this silently and leave "
+            "the rest random",
+            found=" | ".join(parts),
+            fix="build the new run with the checkpoint's network"
+                + (f", e.g. algo.rl_module.model_config.fcnet_hiddens={list(hidden)}" if hidden else ""),
+        )
+
+
+def target_params(config: Any, cfg: Any) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Parameter names and shapes of each module the new run will build (built locally, no Ray)."""
+    from rlgraft import algo
+
+    out = {}
+    for mid, spec in algo.module_specs(config, cfg).items():
+        module = spec.build()
+        out[mid] = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    return out
+
+
+def plan(cfg: Any, config: Any) -> RestorePlan:
+    """Resolve `cfg.resume`, check it against the run, and build the callback. Raises RlgraftError."""
+    base = cfg.launch_dir or os.getcwd()
+    ck, how = checkpoints.resolve(cfg.resume, base=base, pick=cfg.restore.pick.value,
+                                  metric=cfg.metric, mode=cfg.mode)
+    info = checkpoints.read(ck)
+    targets = envs.policies(cfg.env)
+    mapping = dict(cfg.restore.modules)
+    full = not mapping and not cfg.restore.components
+    if full:
+        if set(info.modules) != set(targets):
+            hint = (f"restore.modules={{{targets[0]}:{next(iter(info.modules))}}}" if len(targets) == 1
+                    else "'restore.modules={" + ",".join(f"{t}:{next(iter(info.modules))}" for t in targets) + "}'")
+            raise RlgraftError(
+                "a full restore needs the same modules in the checkpoint and in this run",
+                found=f"checkpoint modules: {', '.join(info.modules)}; this run's modules: "
+                      f"{', '.join(targets)}",
+                fix=f"choose which module goes where, e.g. {hint}",
+            )
+        mapping = {m: m for m in targets}
+    for target, source in mapping.items():
+        if source not in info.modules:
+            raise RlgraftError(f"source module {source!r} is not in the checkpoint",
+                               found=f"checkpoint {ck} holds modules: {', '.join(info.modules)}",
+                               fix=f"use one of those in restore.modules (here for target {target!r})")
+        if target not in targets:
+            raise RlgraftError(f"target module {target!r} is not a module of this run",
+                               found=f"this run's modules: {', '.join(targets)}",
+                               fix="use one of those as the key in restore.modules, or change "
+                                   "env.num_agents / env.policy_mapping")
+    shapes = target_params(config, cfg)
+    run_spaces = envs.spaces(cfg.env)
+    transfers = []
+    for target, source in mapping.items():
+        compare_module(info.modules[source], target, run_spaces[target], shapes[target])
+        transfers.append(Transfer(target, source, checkpoints.digest(info.modules[source].weights())))
+    components = []
+    for target_component, source in cfg.restore.components.items():
+        src = Path(source) if Path(source).is_absolute() else Path(ck) / source
+        if not src.exists():
+            raise RlgraftError(f"restore.components source `{src}` does not exist",
+                               found=f"components in the checkpoint: {', '.join(info.components)}",
+                               fix="give a path relative to the checkpoint, e.g. "
+                                   "learner_group/learner/rl_module/p0")
+        components.append((str(target_component), str(src)))
+    callback = RestoreCallback(
+        checkpoint=ck, transfers=tuple(transfers), components=tuple(components), full=full,
+        verify=cfg.restore.verify,
+        report_dir=str(Path(cfg.output_dir) / "restore") if cfg.output_dir else None,
+    )
+    return RestorePlan(checkpoint=ck, how=how, callback=callback, counters=info.counters, info=info)
+
+
+def factory(path: str | os.PathLike[str], *, modules: dict[str, str] | None = None,
+            config: Any = None, verify: bool = True, report_dir: str | None = None) -> RestoreCallback:
+    """For plain RLlib scripts: `config.callbacks(on_algorithm_init=rlgraft.restore_callback(PATH, ...))`.
+
+    Checks the checkpoint and module ids now (and shapes, when `config` is given), not in the trial.
+    """
+    ck, _ = checkpoints.resolve(str(path), base=os.getcwd())
+    info = checkpoints.read(ck)
+    mapping = dict(modules or {m: m for m in info.modules})
+    for target, source in mapping.items():
+        if source not in info.modules:
+            raise RlgraftError(f"source module {source!r} is not in the checkpoint",
+                               found=f"checkpoint modules: {', '.join(info.modules)}",
+                               fix="use one of those")
+        if config is not None:
+            _check_against_config(config, target, info.modules[source])
+    transfers = tuple(Transfer(t, s, checkpoints.digest(info.modules[s].weights())) for t, s in mapping.items())
+    return RestoreCallback(checkpoint=ck, transfers=transfers, full=modules is None, verify=verify,
+                           report_dir=report_dir)
+
+
+def _check_against_config(config: Any, target: str, source: ModuleInfo) -> None:
+    spec = config.get_multi_rl_module_spec(
+        spaces={target: (source.observation_space, source.action_space)})
+    if target not in spec.rl_module_specs:
+        raise RlgraftError(f"target module {target!r} is not a module of the given config",
+                           found=f"its modules: {', '.join(spec.rl_module_specs)}", fix="use one of those")
+    module = spec.rl_module_specs[target].build()
+    params = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    compare_module(source, target, (source.observation_space, source.action_space), params)

@@ -1,0 +1,105 @@
+"""The Ray runtime: started once per process (or connected to a cluster), and resources fitted to it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from rlgraft.errors import RlgraftError
+from rlgraft.schema import Config, RayConfig
+
+log = logging.getLogger(__name__)
+
+
+def ensure(ray_cfg: RayConfig) -> dict[str, float]:
+    """Start or join a Ray runtime once per process; return the cluster's total resources.
+
+    A second `ray.init` in one process raises, and multirun jobs share a process, so an existing
+    runtime is reused.
+    """
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    import ray
+
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = dict(
+            include_dashboard=ray_cfg.include_dashboard,
+            logging_level=ray_cfg.logging_level,
+            log_to_driver=ray_cfg.log_to_driver,
+        )
+        if ray_cfg.address:
+            kwargs["address"] = ray_cfg.address
+            kwargs.pop("include_dashboard")
+        elif ray_cfg.num_cpus is not None:
+            kwargs["num_cpus"] = ray_cfg.num_cpus
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise RlgraftError(
+                f"could not connect to the Ray cluster at ray.address={ray_cfg.address!r}",
+                found=str(exc).splitlines()[0] if str(exc) else None,
+                fix="start one with `ray start --head`, or drop ray.address to run locally",
+            ) from exc
+    return {k: float(v) for k, v in ray.cluster_resources().items()}
+
+
+def node_cpus() -> list[float]:
+    import ray
+
+    return [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+
+
+@dataclass(frozen=True)
+class Fit:
+    num_env_runners: int
+    max_concurrent_trials: int
+    trial_cpus: float
+
+
+def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any) -> Fit:
+    """Size EnvRunners and concurrency to the cluster; refuse a request that can never be placed.
+
+    `request(num_env_runners) -> {"total": {...}, "bundles": [...]}` is the algorithm's own demand.
+    """
+    cpus = cluster.get("CPU", 0.0)
+    explicit = cfg.algo.env_runners.get("num_env_runners")
+    concurrent_goal = min(num_trials, cfg.resources.max_concurrent_trials or num_trials)
+    if explicit is None:
+        per_trial = max(1.0, cpus / max(concurrent_goal, 1))
+        runners = int(max(0, min(cfg.resources.max_env_runners, per_trial - 1)))
+    else:
+        runners = int(explicit)
+    demand = request(runners)
+    need = demand["total"]
+    for res, amount in need.items():
+        have = cluster.get(res, 0.0)
+        if amount > have:
+            hint = ("lower algo.env_runners.num_env_runners (or leave it unset so rlgraft fits it)"
+                    if explicit is not None else "ask for fewer resources per learner/runner")
+            raise RlgraftError(
+                f"one trial asks for {amount:g} {res} ({_describe(demand)}) but the Ray cluster has "
+                f"only {have:g} {res} in total, so Tune would leave it PENDING forever",
+                found=f"cluster resources: {_fmt(cluster)}",
+                fix=f"{hint}, or connect to a bigger cluster with ray.address=...",
+            )
+    biggest = max((b.get("CPU", 0.0) for b in demand["bundles"]), default=0.0)
+    nodes = node_cpus()
+    if nodes and biggest > max(nodes):
+        raise RlgraftError(f"one bundle of the trial needs {biggest:g} CPUs but the largest node has "
+                           f"{max(nodes):g}", fix="lower the CPUs per learner or runner")
+    trial_cpus = need.get("CPU", 1.0)
+    fits = max(1, int(cpus // trial_cpus)) if trial_cpus else num_trials
+    concurrent = max(1, min(concurrent_goal, fits))
+    return Fit(runners, concurrent, trial_cpus)
+
+
+def _describe(demand: dict[str, Any]) -> str:
+    return f"{len(demand['bundles'])} bundles: " + ", ".join(_fmt(b) for b in demand["bundles"])
+
+
+def _fmt(res: dict[str, float]) -> str:
+    keep = {k: v for k, v in res.items() if not k.startswith(("node:", "memory", "object_store"))}
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(keep.items()))

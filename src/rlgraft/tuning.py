@@ -1,0 +1,200 @@
+"""The one module that talks to Ray Tune: Tuner set-up, stop-key guard, progress lines, results."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.stopper import Stopper
+from ray.tune.utils import flatten_dict
+
+from rlgraft.errors import RlgraftError, did_you_mean
+
+# Results that never carry the key after this many iterations make the run end with an error.
+STOP_KEY_GRACE_ITERATIONS = 3
+
+
+class StopGuard(Stopper):
+    """Tune's dict stop (value >= threshold), plus an error for keys the results never carry.
+
+    Tune only warns about an unknown stop key and then trains forever.
+    """
+
+    def __init__(self, thresholds: dict[str, float], grace: int = STOP_KEY_GRACE_ITERATIONS):
+        self.thresholds = dict(thresholds)
+        self.grace = grace
+        self.missing: dict[str, list[str]] = {}  # key -> keys the results do have (for the message)
+        self._seen: set[str] = set()
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        flat = flatten_dict(result, delimiter="/")
+        self._seen |= set(flat)
+        for key, limit in self.thresholds.items():
+            value = flat.get(key)
+            if isinstance(value, int | float) and not math.isnan(value) and value >= limit:
+                return True
+        if result.get("training_iteration", 0) >= self.grace:
+            absent = [k for k in self.thresholds if k not in self._seen]
+            if absent:
+                for key in absent:
+                    self.missing[key] = sorted(self._seen)
+                return True
+        return False
+
+    def stop_all(self) -> bool:
+        return bool(self.missing)
+
+    def raise_if_missing(self) -> None:
+        if not self.missing:
+            return
+        key, seen = next(iter(self.missing.items()))
+        raise RlgraftError(
+            f"stop key `{key}` never appeared in the training results "
+            f"(checked for {self.grace} iterations){did_you_mean(key, seen)}",
+            found="result keys look like: " + ", ".join(k for k in seen if "lifetime" in k or
+                                                         k.endswith("return_mean"))[:400],
+            fix="use a key from the results, nested with dots, e.g. "
+            "stop.num_env_steps_sampled_lifetime=8000 or +stop.env_runners.episode_return_mean=-300",
+        )
+
+
+class Progress(tune.Callback):
+    """One readable line per iteration instead of Ray's status tables."""
+
+    def __init__(self, metric: str, printer: Any = print):
+        self.metric, self.printer = metric, printer
+        self._start = time.monotonic()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        flat = flatten_dict(result, delimiter="/")
+        value = flat.get(self.metric)
+        shown = f"{value:9.1f}" if isinstance(value, int | float) and not math.isnan(value) else "      n/a"
+        self.printer(
+            f"[{trial.trial_id}] iter {flat.get('training_iteration', 0):4d} | env steps "
+            f"{int(flat.get('num_env_steps_sampled_lifetime', 0)):8d} | {self.metric.rsplit('/', 1)[-1]} "
+            f"{shown} | {flat.get('time_this_iter_s', 0.0):5.1f} s/iter | "
+            f"{time.monotonic() - self._start:6.1f} s"
+        )
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.printer(f"[{trial.trial_id}] ERROR: see {trial.local_path}/error.txt")
+
+
+@dataclass
+class TrialOutcome:
+    trial_id: str
+    path: str
+    checkpoint: str | None
+    metrics: dict[str, Any]
+    status: str
+    error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TuneRun:
+    trainable: Any
+    param_space: Any
+    storage_path: str
+    name: str
+    stop: dict[str, float]
+    metric: str
+    mode: str
+    num_samples: int = 1
+    max_concurrent_trials: int = 1
+    checkpoint_frequency: int = 0
+    checkpoint_at_end: bool = True
+    num_to_keep: int | None = None
+    score_attribute: str | None = None
+    max_failures: int = 0
+    scheduler: str = "fifo"
+    grace_period: int = 2
+    search: dict[str, Any] = field(default_factory=dict)
+
+
+def _scheduler(run: TuneRun) -> Any:
+    if run.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        return ASHAScheduler(metric=run.metric, mode=run.mode, grace_period=run.grace_period)
+    return None
+
+
+SAMPLERS = {
+    "grid": lambda v: tune.grid_search(list(v)),
+    "choice": lambda v: tune.choice(list(v)),
+    "uniform": lambda v: tune.uniform(*v),
+    "loguniform": lambda v: tune.loguniform(*v),
+    "randint": lambda v: tune.randint(*v),
+    "quniform": lambda v: tune.quniform(*v),
+}
+
+
+def sampler(spec: dict[str, Any], where: str) -> Any:
+    """`{grid: [...]}` style YAML -> a Tune search-space object."""
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SAMPLERS:
+        raise RlgraftError(f"search entry `{where}` is {spec!r}",
+                           fix=f"write it as one of {', '.join(f'{{{k}: ...}}' for k in SAMPLERS)}")
+    kind, values = next(iter(spec.items()))
+    return SAMPLERS[kind](values)
+
+
+def fit(run: TuneRun, *, printer: Any = print, restore: bool = False) -> tuple[list[TrialOutcome], StopGuard]:
+    """Run (or resume) the Tune experiment and collect one outcome per trial."""
+    guard = StopGuard(run.stop)
+    run_config = tune.RunConfig(
+        name=run.name,
+        storage_path=run.storage_path,
+        stop=guard,
+        verbose=0,
+        callbacks=[Progress(run.metric, printer)],
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=run.num_to_keep,
+            checkpoint_frequency=run.checkpoint_frequency,
+            checkpoint_at_end=run.checkpoint_at_end,
+            checkpoint_score_attribute=run.score_attribute,
+        ),
+        failure_config=tune.FailureConfig(max_failures=run.max_failures),
+    )
+    experiment = str(Path(run.storage_path) / run.name)
+    if restore and tune.Tuner.can_restore(experiment):
+        tuner = tune.Tuner.restore(experiment, trainable=run.trainable, resume_errored=True,
+                                   param_space=run.param_space)
+    else:
+        tuner = tune.Tuner(
+            run.trainable,
+            param_space=run.param_space,
+            run_config=run_config,
+            tune_config=tune.TuneConfig(
+                num_samples=run.num_samples,
+                max_concurrent_trials=run.max_concurrent_trials,
+                scheduler=_scheduler(run),
+            ),
+        )
+    grid = tuner.fit()
+    outcomes = []
+    for result in grid:
+        metrics = flatten_dict({k: v for k, v in (result.metrics or {}).items() if k != "config"},
+                               delimiter="/")
+        outcomes.append(TrialOutcome(
+            trial_id=str(metrics.get("trial_id", Path(result.path).name)),
+            path=str(result.path),
+            checkpoint=result.checkpoint.path if result.checkpoint else None,
+            metrics=metrics,
+            status="ERROR" if result.error else "TERMINATED",
+            error=str(result.error).strip().splitlines()[-1][:500] if result.error else None,
+            config={k: v for k, v in (result.config or {}).items() if _plain(v)},
+        ))
+    return outcomes, guard
+
+
+def can_restore(storage_path: str, name: str) -> bool:
+    return bool(tune.Tuner.can_restore(str(Path(storage_path) / name)))
+
+
+def _plain(v: Any) -> bool:
+    return isinstance(v, str | int | float | bool | type(None))
