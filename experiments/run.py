@@ -18,7 +18,8 @@ register()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     try:
-        summary = rlgraft.run(cfg, output_dir=HydraConfig.get().runtime.output_dir)
+        hc = HydraConfig.get()
+        summary = rlgraft.run(cfg, output_dir=hc.runtime.output_dir, overrides=list(hc.overrides.task))
     except RlgraftError as err:
         print(f"rlgraft: error: {err.paragraph()}", file=sys.stderr)
         sys.exit(err.exit_code)

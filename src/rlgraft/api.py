@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlgraft import algo, envs, report, runtime, schema
 from rlgraft.errors import RlgraftError, did_you_mean
-from rlgraft.restore import RestorePlan, plan
+from rlgraft.restore import RestorePlan, describe, plan
 from rlgraft.schema import Config, flatten
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -111,11 +111,16 @@ def num_trials(cfg: Config) -> int:
     return grid * cfg.tune.num_samples
 
 
-def run(cfg: DictConfig | Config, *, output_dir: str | None = None, printer: Any = print) -> dict[str, Any]:
-    """Train to the stop, write summary.json into the output dir, return the summary."""
+def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: list[str] | None = None,
+        printer: Any = print) -> dict[str, Any]:
+    """Train to the stop, write summary.json into the output dir, return the summary.
+
+    `overrides` (the job's command-line overrides) make the printed resume command complete.
+    """
     from rlgraft import tuning
 
     start = time.perf_counter()
+    runtime.quiet()
     c = prepare(cfg, output_dir)
     config = algo.build(c)  # checks every algo.* key before Ray starts
     restore_plan: RestorePlan | None = plan(c, config) if c.resume else None
@@ -147,8 +152,14 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, printer: Any
         grace_period=c.tune.grace_period), printer=printer,
         restore=tuning.can_restore(storage, c.name))
     summary = summarize(c, outcomes, restore_plan, time.perf_counter() - start, storage)
+    keep = [o for o in overrides or [] if not o.lstrip("+~").startswith(("resume=", "restore."))]
+    summary["resume_command"] = (report.resume_command(summary["checkpoint"], " ".join(keep))
+                                 if summary["checkpoint"] else None)
     report.write_summary(c.output_dir, summary)
     guard.raise_if_missing()
+    for rep in (summary["restore"] or {}).get("reports", [])[:1]:
+        for line in describe(rep):
+            printer(line)
     for line in report.closing_lines(summary):
         printer(line)
     failed = [o for o in outcomes if o.status == "ERROR"]

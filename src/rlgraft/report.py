@@ -43,7 +43,7 @@ def read_summary(path: str | Path) -> dict[str, Any]:
     return dict(json.loads((p / "summary.json" if p.is_dir() else p).read_text()))
 
 
-def closing_lines(summary: dict[str, Any], experiment_override: str = "") -> list[str]:
+def closing_lines(summary: dict[str, Any]) -> list[str]:
     lines = [f"rlgraft: {summary['status']} after {summary['iterations']} iterations, "
              f"{summary['env_steps']} env steps, {summary['wall_s']:.1f} s"]
     metric = summary.get("metric")
@@ -51,6 +51,6 @@ def closing_lines(summary: dict[str, Any], experiment_override: str = "") -> lis
         lines.append(f"  {metric} = {summary['metrics'][metric]:.2f}")
     if summary.get("checkpoint"):
         lines.append(f"  checkpoint: {summary['checkpoint']}")
-        lines.append(f"  resume:     {resume_command(summary['checkpoint'], experiment_override)}")
+        lines.append(f"  resume:     {summary.get('resume_command') or resume_command(summary['checkpoint'])}")
     lines.append(f"  summary:    {summary['output_dir']}/summary.json")
     return lines

@@ -173,9 +173,18 @@ def target_params(config: Any, cfg: Any) -> dict[str, dict[str, tuple[int, ...]]
 
     out = {}
     for mid, spec in algo.module_specs(config, cfg).items():
-        module = spec.build()
-        out[mid] = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        out[mid] = param_shapes(spec)
     return out
+
+
+def param_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
+    """Build the module on the CPU (RLlib logs a deprecation notice while doing so) and read its shapes."""
+    logging.disable(logging.WARNING)
+    try:
+        module = spec.build()
+    finally:
+        logging.disable(logging.NOTSET)
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
 def plan(cfg: Any, config: Any) -> RestorePlan:
@@ -185,7 +194,7 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
                                   metric=cfg.metric, mode=cfg.mode)
     info = checkpoints.read(ck)
     targets = envs.policies(cfg.env)
-    mapping = dict(cfg.restore.modules)
+    mapping = dict(cfg.restore.modules or {})
     full = not mapping and not cfg.restore.components
     if full:
         if set(info.modules) != set(targets):
@@ -215,7 +224,7 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
         compare_module(info.modules[source], target, run_spaces[target], shapes[target])
         transfers.append(Transfer(target, source, checkpoints.digest(info.modules[source].weights())))
     components = []
-    for target_component, source in cfg.restore.components.items():
+    for target_component, source in (cfg.restore.components or {}).items():
         src = Path(source) if Path(source).is_absolute() else Path(ck) / source
         if not src.exists():
             raise RlgraftError(f"restore.components source `{src}` does not exist",
@@ -258,6 +267,5 @@ def _check_against_config(config: Any, target: str, source: ModuleInfo) -> None:
     if target not in spec.rl_module_specs:
         raise RlgraftError(f"target module {target!r} is not a module of the given config",
                            found=f"its modules: {', '.join(spec.rl_module_specs)}", fix="use one of those")
-    module = spec.rl_module_specs[target].build()
-    params = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    params = param_shapes(spec.rl_module_specs[target])
     compare_module(source, target, (source.observation_space, source.action_space), params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,7 @@ def ensure(ray_cfg: RayConfig) -> dict[str, float]:
     A second `ray.init` in one process raises, and multirun jobs share a process, so an existing
     runtime is reused.
     """
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    quiet()
     import ray
 
     if not ray.is_initialized():
@@ -44,6 +43,17 @@ def ensure(ray_cfg: RayConfig) -> dict[str, float]:
                 fix="start one with `ray start --head`, or drop ray.address to run locally",
             ) from exc
     return {k: float(v) for k, v in ray.cluster_resources().items()}
+
+
+def quiet() -> None:
+    """Readable output: rlgraft prints one line per iteration; Ray's tables and banners stay off."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # legacy reporter honours verbose=0
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    warnings.filterwarnings("ignore", module=r"gymnasium\..*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("ray.rllib.algorithms.algorithm_config", "ray._private.authentication",
+                 "ray.tune.tune", "ray.rllib.core.rl_module.rl_module", "ray.tune.execution.tune_controller"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def node_cpus() -> list[float]:

@@ -84,8 +84,10 @@ class RayConfig:
 
 @dataclass
 class RestoreConfig:
-    modules: dict[str, str] = field(default_factory=dict)  # target module id -> source module id
-    components: dict[str, str] = field(default_factory=dict)  # target component -> source path
+    # Typed Any (checked in `validate`): Hydra then replaces the value on `restore.modules={p1:p0}`,
+    # where a typed dict node would refuse new keys in struct mode.
+    modules: Any = None  # target module id -> source module id
+    components: Any = None  # target component -> source path
     budget: Budget = Budget.total
     pick: Pick = Pick.latest
     verify: bool = True
@@ -157,8 +159,8 @@ def to_config(cfg: DictConfig | Config) -> Config:
     """DictConfig -> typed Config object (plain Python, picklable)."""
     if isinstance(cfg, Config):
         return cfg
-    merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
-    obj = OmegaConf.to_object(merged)
+    typed = cfg if OmegaConf.get_type(cfg) is Config else OmegaConf.merge(OmegaConf.structured(Config), cfg)
+    obj = OmegaConf.to_object(typed)
     assert isinstance(obj, Config)
     return obj
 
@@ -177,6 +179,12 @@ def validate(cfg: Config) -> None:
                            "at least one agent", fix="set env.num_agents=2")
     if cfg.mode not in ("max", "min"):
         raise RlgraftError(f"mode={cfg.mode!r} is not 'max' or 'min'", fix="set mode=max or mode=min")
+    for name in ("modules", "components"):
+        value = getattr(cfg.restore, name)
+        if value is not None and (not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+            raise RlgraftError(f"restore.{name} must map names to names, got {value!r}",
+                               fix=f"write it as 'restore.{name}={{p1:default_policy}}'")
     if cfg.restore.modules and not cfg.resume:
         raise RlgraftError("restore.modules is set but there is no checkpoint to restore from",
                            fix="add +resume=PATH")

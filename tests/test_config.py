@@ -1,0 +1,133 @@
+"""Every preset composes and builds an RLlib config without starting Ray; typos fail early."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+import rlgraft
+from rlgraft import algo, api, envs, schema
+from rlgraft.errors import RlgraftError
+
+PRESETS = sorted(p.stem for p in (api.CONF_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_builds_an_rllib_config(preset):
+    cfg = schema.to_config(rlgraft.compose([f"experiment={preset}"]))
+    config = algo.build(cfg)
+    assert config.env == envs.registered_name(cfg.env)
+    assert config.lr == cfg.algo.training["lr"]
+    assert config.is_multi_agent == cfg.env.multi_agent
+
+
+def test_build_does_not_start_ray():
+    import subprocess
+    import sys
+
+    code = ("import rlgraft, ray; from rlgraft import algo, schema; "
+            "algo.build(schema.to_config(rlgraft.compose(['experiment=multi_pendulum']))); "
+            "print('RAY', ray.is_initialized())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "RAY False" in out.stdout, out.stderr[-2000:]
+
+
+def test_defaults_match_the_issue():
+    cfg = schema.to_config(rlgraft.compose())
+    assert cfg.env.id == "Pendulum-v1" and not cfg.env.multi_agent
+    assert cfg.stop == {"num_env_steps_sampled_lifetime": 8000}
+    assert cfg.resume is None
+
+
+def test_multi_pendulum_declares_policies_and_mapping():
+    cfg = schema.to_config(rlgraft.compose(["experiment=multi_pendulum", "env.num_agents=3"]))
+    config = algo.build(cfg)
+    assert set(config.policies) == {"p0", "p1", "p2"}
+    assert [config.policy_mapping_fn(i, None) for i in range(3)] == ["p0", "p1", "p2"]
+    shared = schema.to_config(rlgraft.compose(["experiment=multi_pendulum", "env.policy_mapping=shared"]))
+    assert envs.policies(shared.env) == ["shared"]
+
+
+def test_any_builder_option_from_the_command_line():
+    cfg = schema.to_config(rlgraft.compose([
+        "algo.training.lr=1e-4", "algo.rl_module.model_config.fcnet_hiddens=[64,64]",
+        "algo.env_runners.num_envs_per_env_runner=8", "+algo.training.entropy_coeff_schedule=null",
+        "+algo.training.use_kl_loss=false", "seed=3"]))
+    config = algo.build(cfg)
+    assert config.lr == 1e-4 and config.num_envs_per_env_runner == 8 and config.seed == 3
+    assert config.use_kl_loss is False
+    assert config.model_config["fcnet_hiddens"] == [64, 64]
+
+
+def test_resume_composes_with_and_without_plus():
+    assert rlgraft.compose(["+resume=/x"]).resume == "/x"
+    assert rlgraft.compose(["resume=/x"]).resume == "/x"
+    weird = rlgraft.compose(['+resume="/a/PPO_x=1,y=2/checkpoint_000000"'])
+    assert weird.resume == "/a/PPO_x=1,y=2/checkpoint_000000"
+
+
+def test_restore_modules_override_replaces_the_mapping():
+    cfg = rlgraft.compose(["+resume=/x", "restore.modules={p0:p1,p1:p0}", "restore.budget=additional"])
+    assert dict(cfg.restore.modules) == {"p0": "p1", "p1": "p0"}
+    assert schema.to_config(cfg).restore.budget is schema.Budget.additional
+
+
+@pytest.mark.parametrize("override", ["algo.trainig.lr=1", "seeed=3", "restore.budget=forever",
+                                      "checkpoint.frequncy=2", "experiment=no_such_preset"])
+def test_typos_fail_at_compose_time(override):
+    with pytest.raises(ConfigCompositionException):
+        rlgraft.compose([override])
+
+
+@pytest.mark.parametrize("override, words", [
+    ("+algo.training.lrr=1e-4", ["algo.training.lrr", "'lr'"]),
+    ("+algo.env_runners.num_env_runner=1", ["num_env_runner", "num_env_runners"]),
+    ("+algo.rl_module.model_config.fcnet_hidden=[8]", ["fcnet_hidden", "fcnet_hiddens"]),
+    ("algo.name=PPPO", ["PPPO", "PPO"]),
+    ("env.id=Pendulum-v9", ["Pendulum-v9", "Pendulum-v1"]),
+])
+def test_unknown_builder_options_name_the_key_before_ray(override, words):
+    cfg = schema.to_config(rlgraft.compose([override]))
+    with pytest.raises(RlgraftError) as err:
+        algo.build(cfg)
+    for word in words:
+        assert word in str(err.value)
+
+
+@pytest.mark.parametrize("stop, word", [
+    ({"num_env_step_sampled_lifetime": 10}, "num_env_steps_sampled_lifetime"),
+    ({"env_runners/episode_return_men": -300}, "env_runners/episode_return_mean"),
+])
+def test_stop_key_typos_fail_before_ray(stop, word):
+    with pytest.raises(RlgraftError) as err:
+        api.check_stop_keys(stop)
+    assert word in str(err.value)
+
+
+def test_nested_stop_keys_flatten_with_slash():
+    cfg = schema.to_config(rlgraft.compose(["+stop.env_runners.episode_return_mean=-300"]))
+    flat = schema.flatten(cfg.stop)
+    assert flat == {"num_env_steps_sampled_lifetime": 8000, "env_runners/episode_return_mean": -300}
+    api.check_stop_keys(flat)  # a real key passes
+
+
+def test_cross_field_rules():
+    for overrides, word in [(["restore.modules={p1:p0}"], "+resume"),
+                            (["stop.num_env_steps_sampled_lifetime=abc"], "not a number"),
+                            (["mode=maximum"], "mode")]:
+        with pytest.raises(RlgraftError) as err:
+            api.prepare(rlgraft.compose(overrides), output_dir="/tmp/rlgraft-never-written")
+        assert word in str(err.value)
+
+
+def test_help_lists_groups_and_presets():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "experiments.run", "--help"], capture_output=True,
+                         text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.returncode == 0
+    for word in ("experiment: ", "multi_pendulum", "env: ", "ray: ", "cluster", "+resume"):
+        assert word in out.stdout, out.stdout
