@@ -238,9 +238,11 @@ def candidates(root: Path, metric: str, max_depth: int = 6) -> list[Candidate]:
     else:
         summary = root / "summary.json"
         if summary.is_file():
-            data = _read_json(summary)
-            paths = [t.get("checkpoint") for t in data.get("trials", [])] or [data.get("checkpoint")]
-            found = [Path(p) for p in paths if p and is_algorithm_checkpoint(Path(p))]
+            data = _read_json(summary)  # an rlgraft run or multirun job: every checkpoint of its trials
+            trial_dirs = [Path(t["path"]) for t in data.get("trials", []) if t.get("path")]
+            found = [ck for d in trial_dirs for ck in _walk(d, 1)]
+            if not found and data.get("checkpoint") and is_algorithm_checkpoint(Path(data["checkpoint"])):
+                found = [Path(data["checkpoint"])]
         if not found:
             found = _walk(root, max_depth)
     out = []

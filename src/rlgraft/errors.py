@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 
 class RlgraftError(Exception):
     """A problem the user can fix: `problem`, what was found, and how to fix it."""
@@ -20,8 +18,7 @@ class RlgraftError(Exception):
             parts.append(self.found.rstrip(".") + ".")
         if self.fix:
             parts.append("Fix: " + self.fix.rstrip(".") + ".")
-        return textwrap.fill(" ".join(parts), width=100, break_long_words=False,
-                             break_on_hyphens=False)
+        return " ".join(parts)
 
 
 def did_you_mean(word: str, choices: list[str] | set[str]) -> str:
