@@ -164,7 +164,7 @@ def test_bad_input_is_refused_before_ray(case, single_run, multi_run, tiny_cfg, 
         kind, overrides, words = "multi", {"resume": single, "restore.modules": {"p9": "default_policy"}}, ["'p9'", "p0, p1"]
     elif case == "shape":
         overrides = {"resume": single, "algo.rl_module.model_config.fcnet_hiddens": [16, 16, 16]}
-        words = ["network parameters differ", "fcnet_hiddens=[16, 16]"]
+        words = ["network parameters differ", "fcnet_hiddens=[16,16]"]
     elif case == "spaces":
         overrides = {"resume": single, "env.id": "MountainCarContinuous-v0"}
         words = ["observation spaces differ", "Box"]

@@ -163,7 +163,8 @@ def compare_module(source: ModuleInfo, target_id: str, target_spaces: tuple[Any,
             "the rest random",
             found=" | ".join(parts),
             fix="build the new run with the checkpoint's network"
-                + (f", e.g. algo.rl_module.model_config.fcnet_hiddens={list(hidden)}" if hidden else ""),
+                + (f", e.g. algo.rl_module.model_config.fcnet_hiddens=[{','.join(map(str, hidden))}]"
+                  if hidden else ""),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ def ensure(ray_cfg: RayConfig) -> dict[str, float]:
         if ray_cfg.address:
             kwargs["address"] = ray_cfg.address
             kwargs.pop("include_dashboard")
+            check_reachable(ray_cfg.address)
+            use_token_if_present()
         elif ray_cfg.num_cpus is not None:
             kwargs["num_cpus"] = ray_cfg.num_cpus
         try:
@@ -40,9 +43,43 @@ def ensure(ray_cfg: RayConfig) -> dict[str, float]:
             raise RlgraftError(
                 f"could not connect to the Ray cluster at ray.address={ray_cfg.address!r}",
                 found=str(exc).splitlines()[0] if str(exc) else None,
-                fix="start one with `ray start --head`, or drop ray.address to run locally",
+                fix="start one with `ray start --head`, check the address, and when the cluster uses "
+                    "token authentication make its token available (~/.ray/auth_token or "
+                    "RAY_AUTH_TOKEN); or drop ray.address to run locally",
             ) from exc
     return {k: float(v) for k, v in ray.cluster_resources().items()}
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds: Ray itself retries an unreachable GCS address for minutes."""
+    target = address.removeprefix("ray://")
+    if target == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise RlgraftError(
+            f"no Ray cluster answers at ray.address={address!r} ({exc})",
+            fix="start one there with `ray start --head --port=PORT`, fix the address, or drop "
+                "ray.address to run a local runtime",
+        ) from exc
+
+
+def use_token_if_present() -> None:
+    """Ray 2.60 clients that connect by address do not pick up ~/.ray/auth_token on their own
+    (measured: "InvalidAuthToken" against a `ray start --head` of the same user)."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(token_file):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:  # Ray reads its config once at import: refresh it, as `ray.init` does for new clusters
+            from ray._private.authentication.authentication_token_setup import _enable_token_auth
+        except ImportError:  # another Ray version: the environment variable is all there is
+            return
+        _enable_token_auth()
 
 
 def quiet() -> None:
