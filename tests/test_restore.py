@@ -12,7 +12,6 @@ import pytest
 import rlgraft
 from rlgraft import checkpoints
 from rlgraft.errors import RlgraftError
-
 from tests.conftest import run_cli, tree_digest
 
 QUIET = {"printer": lambda *_: None}
@@ -137,46 +136,47 @@ def _corrupt_copy(src: str, dst: Path, file: str, keep_bytes: int) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("case", ["missing", "file", "empty_dir", "truncated_state", "garbage_module",
-                                  "unknown_source", "unknown_target", "shape", "spaces",
-                                  "multi_into_single", "single_into_multi_full"])
+def _file(tmp: Path) -> Path:
+    f = tmp / "x.txt"
+    f.write_text("hi")
+    return f
+
+
+MODULE_STATE = f"{checkpoints.MODULES}/default_policy/module_state.pkl"
+# case -> (run kind, overrides from (single ckpt, multi ckpt, tmp dir), words the message must hold)
+BAD_INPUT = {
+    "missing": ("single", lambda s, m, t: {"resume": str(t / "nope")}, ["does not exist"]),
+    "file": ("single", lambda s, m, t: {"resume": str(_file(t))}, ["is a file"]),
+    "empty_dir": ("single", lambda s, m, t: {"resume": str(t)}, ["not a checkpoint and holds none"]),
+    "truncated_state": ("single", lambda s, m, t: {"resume": str(_corrupt_copy(s, t / "ck", MODULE_STATE, 100))},
+                        ["corrupted or truncated"]),
+    "empty_algorithm_state": ("single",
+                              lambda s, m, t: {"resume": str(_corrupt_copy(s, t / "ck", "algorithm_state.pkl", 0))},
+                              ["corrupted or truncated"]),
+    "unknown_source": ("multi", lambda s, m, t: {"resume": s, "restore.modules": {"p1": "p7"}},
+                       ["'p7'", "default_policy"]),
+    "unknown_target": ("multi", lambda s, m, t: {"resume": s, "restore.modules": {"p9": "default_policy"}},
+                       ["'p9'", "p0, p1"]),
+    "shape": ("single", lambda s, m, t: {"resume": s, "algo.rl_module.model_config.fcnet_hiddens": [16, 16, 16]},
+              ["network parameters differ", "fcnet_hiddens=[16,16]"]),
+    "spaces": ("single", lambda s, m, t: {"resume": s, "env.id": "MountainCarContinuous-v0"},
+               ["observation spaces differ", "Box"]),
+    "multi_into_single": ("single", lambda s, m, t: {"resume": m}, ["p0, p1", "restore.modules={default_policy:p0}"]),
+    "single_into_multi_full": ("multi", lambda s, m, t: {"resume": s}, ["default_policy", "restore.modules"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
 def test_bad_input_is_refused_before_ray(case, single_run, multi_run, tiny_cfg, tmp_path):
-    single, multi = single_run["checkpoint"], multi_run["checkpoint"]
-    digests = {single: tree_digest(single), multi: tree_digest(multi)}
-    kind, overrides, words = "single", {}, []
-    if case == "missing":
-        overrides, words = {"resume": str(tmp_path / "nope")}, ["does not exist"]
-    elif case == "file":
-        f = tmp_path / "x.txt"
-        f.write_text("hi")
-        overrides, words = {"resume": str(f)}, ["is a file"]
-    elif case == "empty_dir":
-        overrides, words = {"resume": str(tmp_path)}, ["not a checkpoint and holds none"]
-    elif case == "truncated_state":
-        bad = _corrupt_copy(single, tmp_path / "ck", f"{checkpoints.MODULES}/default_policy/module_state.pkl", 100)
-        overrides, words = {"resume": str(bad)}, ["corrupted or truncated"]
-    elif case == "garbage_module":
-        bad = _corrupt_copy(single, tmp_path / "ck", "algorithm_state.pkl", 0)
-        overrides, words = {"resume": str(bad)}, ["corrupted or truncated"]
-    elif case == "unknown_source":
-        kind, overrides, words = "multi", {"resume": single, "restore.modules": {"p1": "p7"}}, ["'p7'", "default_policy"]
-    elif case == "unknown_target":
-        kind, overrides, words = "multi", {"resume": single, "restore.modules": {"p9": "default_policy"}}, ["'p9'", "p0, p1"]
-    elif case == "shape":
-        overrides = {"resume": single, "algo.rl_module.model_config.fcnet_hiddens": [16, 16, 16]}
-        words = ["network parameters differ", "fcnet_hiddens=[16,16]"]
-    elif case == "spaces":
-        overrides = {"resume": single, "env.id": "MountainCarContinuous-v0"}
-        words = ["observation spaces differ", "Box"]
-    elif case == "multi_into_single":
-        overrides, words = {"resume": multi}, ["p0, p1", "restore.modules={default_policy:p0}"]
-    elif case == "single_into_multi_full":
-        kind, overrides, words = "multi", {"resume": single}, ["default_policy", "restore.modules"]
     import ray
 
+    single, multi = single_run["checkpoint"], multi_run["checkpoint"]
+    digests = {single: tree_digest(single), multi: tree_digest(multi)}
+    kind, make, words = BAD_INPUT[case]
+    cfg = tiny_cfg(kind, make(single, multi, tmp_path))
     started = ray.is_initialized()
     with pytest.raises(RlgraftError) as err:
-        rlgraft.run(tiny_cfg(kind, overrides), output_dir=str(tmp_path / "out"), **QUIET)
+        rlgraft.run(cfg, output_dir=str(tmp_path / "out"), **QUIET)
     for word in words:
         assert word in str(err.value), str(err.value)
     assert "Fix:" in str(err.value)

@@ -2,6 +2,7 @@
 
 from rlgraft.api import compose, run
 from rlgraft.errors import RlgraftError
-from rlgraft.restore import RestoreCallback, factory as restore_callback
+from rlgraft.restore import RestoreCallback
+from rlgraft.restore import factory as restore_callback
 
 __all__ = ["RestoreCallback", "RlgraftError", "compose", "restore_callback", "run"]

@@ -72,6 +72,11 @@ def prepare(cfg: DictConfig | Config, output_dir: str | None = None) -> Config:
     return c
 
 
+def out_dir(c: Config) -> Path:
+    assert c.output_dir, "prepare() fills output_dir"
+    return Path(c.output_dir)
+
+
 def param_space(config: Any, cfg: Config) -> Any:
     """The AlgorithmConfig itself, or its dict with Tune search objects where `tune.search` says."""
     if not cfg.tune.search:
@@ -141,7 +146,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
             f"{f' ({c.env.num_agents} agents)' if c.env.multi_agent else ''}, {trials} trial(s), "
             f"{fitted.num_env_runners} EnvRunner(s) each, {fitted.max_concurrent_trials} at a time, "
             f"stop {stop}; cluster CPUs {cluster.get('CPU', 0):g}")
-    storage = str(Path(c.output_dir) / "tune")
+    storage = str(out_dir(c) / "tune")
     outcomes, guard = tuning.fit(tuning.TuneRun(
         trainable=config.algo_class, param_space=param_space(config, c), storage_path=storage,
         name=c.name, stop=stop, metric=c.metric, mode=c.mode, num_samples=c.tune.num_samples,
@@ -155,7 +160,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     keep = [o for o in overrides or [] if not o.lstrip("+~").startswith(("resume=", "restore."))]
     summary["resume_command"] = (report.resume_command(summary["checkpoint"], " ".join(keep))
                                  if summary["checkpoint"] else None)
-    report.write_summary(c.output_dir, summary)
+    report.write_summary(str(out_dir(c)), summary)
     guard.raise_if_missing()
     for rep in (summary["restore"] or {}).get("reports", [])[:1]:
         for line in describe(rep):
@@ -180,7 +185,7 @@ def summarize(c: Config, outcomes: list[Any], restore_plan: RestorePlan | None, 
 
     ok = [o for o in outcomes if o.status != "ERROR"] or outcomes
     best = max(ok, key=score) if ok else None
-    reports = sorted((Path(c.output_dir) / "restore").glob("restore-*.json"))
+    reports = sorted((out_dir(c) / "restore").glob("restore-*.json"))
     import json
 
     return {

@@ -38,7 +38,7 @@ class EnvCreator:
         from ray.rllib.env.multi_agent_env import make_multi_agent
 
         cls = make_multi_agent(lambda _cfg: gym.make(self.env_id, **kwargs))
-        return cls({"num_agents": self.num_agents})
+        return cls({"num_agents": self.num_agents})  # type: ignore[call-arg]
 
 
 def creator(env: EnvConfig) -> EnvCreator:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class RlgraftError(Exception):
     """A problem the user can fix: `problem`, what was found, and how to fix it."""
@@ -21,7 +23,7 @@ class RlgraftError(Exception):
         return " ".join(parts)
 
 
-def did_you_mean(word: str, choices: list[str] | set[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A short 'did you mean' hint, or '' when nothing is close."""
     import difflib
 

@@ -53,7 +53,7 @@ class RestoreCallback:
         for component, source in self.components:
             checkpoints.restore_component(algorithm, source, component)
         checkpoints.sync_env_runners(algorithm)
-        report = self.check(algorithm) if self.verify else {"verified": False}
+        report: dict[str, Any] = self.check(algorithm) if self.verify else {"verified": False}
         report.update(checkpoint=self.checkpoint, full=self.full, seconds=round(time.perf_counter() - start, 3),
                       components=[list(c) for c in self.components], pid=os.getpid(),
                       iteration=int(getattr(algorithm, "iteration", 0) or 0))

@@ -177,7 +177,8 @@ def fit(run: TuneRun, *, printer: Any = print, restore: bool = False) -> tuple[l
         )
     grid = tuner.fit()
     outcomes = []
-    for result in grid:
+    for i in range(len(grid)):
+        result = grid[i]
         metrics = flatten_dict({k: v for k, v in (result.metrics or {}).items() if k != "config"},
                                delimiter="/")
         outcomes.append(TrialOutcome(
