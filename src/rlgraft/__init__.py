@@ -2,7 +2,8 @@
 
 from rlgraft.api import compose, run
 from rlgraft.errors import RlgraftError
+from rlgraft.policy import Policy, load_policy
 from rlgraft.restore import RestoreCallback
 from rlgraft.restore import factory as restore_callback
 
-__all__ = ["RestoreCallback", "RlgraftError", "compose", "restore_callback", "run"]
+__all__ = ["Policy", "RestoreCallback", "RlgraftError", "compose", "load_policy", "restore_callback", "run"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rlgraft import algo, envs, report, runtime, schema
+from rlgraft import algo, checkpoints, envs, report, runtime, schema
 from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.restore import RestorePlan, describe, plan
 from rlgraft.schema import Config, flatten
@@ -140,6 +140,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     fitted = runtime.fit(c, cluster, trials,
                          lambda n: algo.resource_request(algo.build(c, num_env_runners=n, env_name=env_name)))
     config = algo.build(c, num_env_runners=fitted.num_env_runners, env_name=env_name)
+    config.callbacks(on_checkpoint_loaded=checkpoints.SyncAfterLoad())
     if restore_plan:
         config.callbacks(on_algorithm_init=restore_plan.callback)
     printer(f"rlgraft: {c.algo.name} on {c.env.id}"

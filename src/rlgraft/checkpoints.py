@@ -355,6 +355,14 @@ def sync_env_runners(algorithm: Any, timeout_s: float = 60.0) -> None:
 
 
 @dataclass(frozen=True)
+class SyncAfterLoad:
+    """`on_checkpoint_loaded` callback: Tune's own trial restore has the same fire-and-forget sync."""
+
+    def __call__(self, *, algorithm: Any, **kwargs: Any) -> None:
+        sync_env_runners(algorithm)
+
+
+@dataclass(frozen=True)
 class _SetState:
     ref: Any
 
@@ -389,3 +397,21 @@ def runner_digests(algorithm: Any) -> list[tuple[str, dict[str, dict[str, str]]]
                                                timeout_seconds=60)
             out += [(f"{label}[remote {i + 1}]", r) for i, r in enumerate(results)]
     return out
+
+
+def load_module(module_dir: str | Path) -> Any:
+    """`RLModule.from_checkpoint`: unpickles the module class (trusted checkpoints only)."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    return RLModule.from_checkpoint(str(module_dir))
+
+
+def run_params(checkpoint: str | Path) -> dict[str, Any]:
+    """The trial's config as Tune saved it in params.json beside the checkpoint ({} if absent)."""
+    params = Path(checkpoint).parent / "params.json"
+    if params.is_file():
+        try:
+            return dict(json.loads(params.read_text()))
+        except ValueError:
+            return {}
+    return {}

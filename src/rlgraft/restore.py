@@ -263,10 +263,11 @@ def factory(path: str | os.PathLike[str], *, modules: dict[str, str] | None = No
 
 
 def _check_against_config(config: Any, target: str, source: ModuleInfo) -> None:
-    spec = config.get_multi_rl_module_spec(
-        spaces={target: (source.observation_space, source.action_space)})
-    if target not in spec.rl_module_specs:
+    ids = list(config.policies) if config.is_multi_agent else ["default_policy"]
+    if target not in ids:
         raise RlgraftError(f"target module {target!r} is not a module of the given config",
-                           found=f"its modules: {', '.join(spec.rl_module_specs)}", fix="use one of those")
+                           found=f"its modules: {', '.join(ids)}", fix="use one of those")
+    pair = (source.observation_space, source.action_space)
+    spec = config.get_multi_rl_module_spec(spaces=dict.fromkeys(ids, pair))
     params = param_shapes(spec.rl_module_specs[target])
-    compare_module(source, target, (source.observation_space, source.action_space), params)
+    compare_module(source, target, pair, params)
