@@ -83,14 +83,17 @@ def export(policy: Policy, out_dir: str | Path, provenance: dict[str, Any]) -> d
     import torch
 
     class Deterministic(torch.nn.Module):
+        low: torch.Tensor
+        high: torch.Tensor
+
         def __init__(self, module: Any, space: gym.Space, normalize: bool, clip: bool):
             super().__init__()
             self.module = module
             self.box = isinstance(space, gym.spaces.Box)
             self.normalize, self.clip = normalize, clip
-            if self.box:
-                self.register_buffer("low", torch.as_tensor(space.low, dtype=torch.float32))
-                self.register_buffer("high", torch.as_tensor(space.high, dtype=torch.float32))
+            bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else (0.0, 0.0)
+            self.register_buffer("low", torch.as_tensor(bounds[0], dtype=torch.float32))
+            self.register_buffer("high", torch.as_tensor(bounds[1], dtype=torch.float32))
 
         def forward(self, obs: torch.Tensor) -> torch.Tensor:
             inputs = self.module.forward_inference({"obs": obs})["action_dist_inputs"]
