@@ -75,7 +75,7 @@ def test_restore_modules_override_replaces_the_mapping():
 
 
 @pytest.mark.parametrize("override", ["algo.trainig.lr=1", "seeed=3", "restore.budget=forever",
-                                      "checkpoint.frequncy=2", "experiment=no_such_preset"])
+                                      "checkpointing.frequncy=2", "experiment=no_such_preset"])
 def test_typos_fail_at_compose_time(override):
     with pytest.raises(ConfigCompositionException):
         rlgraft.compose([override])

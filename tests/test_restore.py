@@ -98,7 +98,7 @@ def three_checkpoints(ray_runtime, _composed, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("freq")
     cfg = copy.deepcopy(_composed["single"])
-    cfg.checkpoint.frequency = 1
+    cfg.checkpointing.frequency = 1
     cfg.stop.num_env_steps_sampled_lifetime = 768
     return rlgraft.run(cfg, output_dir=str(out), **QUIET)
 

@@ -152,8 +152,8 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
         trainable=config.algo_class, param_space=param_space(config, c), storage_path=storage,
         name=c.name, stop=stop, metric=c.metric, mode=c.mode, num_samples=c.tune.num_samples,
         max_concurrent_trials=fitted.max_concurrent_trials,
-        checkpoint_frequency=c.checkpoint.frequency, checkpoint_at_end=c.checkpoint.at_end,
-        num_to_keep=c.checkpoint.num_to_keep, score_attribute=c.checkpoint.score_attribute,
+        checkpoint_frequency=c.checkpointing.frequency, checkpoint_at_end=c.checkpointing.at_end,
+        num_to_keep=c.checkpointing.num_to_keep, score_attribute=c.checkpointing.score_attribute,
         max_failures=c.tune.max_failures, scheduler=c.tune.scheduler.value,
         grace_period=c.tune.grace_period), printer=printer,
         restore=tuning.can_restore(storage, c.name))

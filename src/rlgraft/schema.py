@@ -107,7 +107,7 @@ class TuneConfig:
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    checkpointing: CheckpointConfig = field(default_factory=CheckpointConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
@@ -124,10 +124,24 @@ class Config:
     launch_dir: str | None = None
 
 
+@dataclass
+class EvaluateConfig:
+    checkpoint: str | None = None
+    module_id: str | None = None  # export: one module; evaluate: all the env needs
+    episodes: int = 10
+    explore: bool = False
+    render: bool = False
+    seed: int = 0
+    pick: Pick = Pick.latest
+    metric: str = "env_runners/episode_return_mean"
+    env: EnvConfig | None = None  # default: the env the checkpoint was trained on
+    output_dir: str | None = None
+
+
 GROUPS = {
     "env": EnvConfig,
     "algo": AlgoConfig,
-    "checkpoint": CheckpointConfig,
+    "checkpointing": CheckpointConfig,
     "resources": ResourcesConfig,
     "ray": RayConfig,
     "restore": RestoreConfig,
@@ -139,6 +153,7 @@ def register() -> None:
     """Register the schema so every YAML in conf/ is validated against it at compose time."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
     for group, node in GROUPS.items():
         cs.store(group=group, name=f"{group}_schema", node=node)
 
