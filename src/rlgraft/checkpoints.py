@@ -144,7 +144,7 @@ def read_module(module_dir: Path) -> ModuleInfo:
     state = load_module_state(module_dir)
     model_config = kwargs.get("model_config")
     for space in (kwargs.get("observation_space"), kwargs.get("action_space")):
-        if hasattr(space, "_np_random"):
+        if space is not None and hasattr(space, "_np_random"):
             space._np_random = None  # the pickled RNG was not rebuilt (placeholder): let gymnasium reseed
     return ModuleInfo(
         module_id=module_dir.name,

@@ -85,7 +85,7 @@ def evaluate(checkpoint: str, env: EnvConfig, episodes: int = 10, explore: bool 
     if render_to and frames:
         import imageio.v2 as imageio
 
-        imageio.mimsave(render_to, frames[::2], duration=0.04, loop=0)
+        imageio.mimsave(render_to, list(frames[::2]), duration=0.04, loop=0)  # type: ignore[arg-type]
         result["render"] = {"file": render_to, "frames": len(frames[::2])}
     return result
 
