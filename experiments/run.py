@@ -6,10 +6,11 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import rlgraft
-from rlgraft.errors import RlgraftError
+from rlgraft.report import write_summary
 from rlgraft.schema import register
 
 register()
@@ -17,12 +18,18 @@ register()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    hc = HydraConfig.get()
+    sweep = hc.mode == RunMode.MULTIRUN
     try:
-        hc = HydraConfig.get()
-        summary = rlgraft.run(cfg, output_dir=hc.runtime.output_dir, overrides=list(hc.overrides.task))
-    except RlgraftError as err:
-        print(f"rlgraft: error: {err.paragraph()}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        summary = rlgraft.run(cfg, output_dir=hc.runtime.output_dir, overrides=list(hc.overrides.task),
+                              skip_finished=sweep)
+    except Exception as err:  # a sweep records the failure and goes on with the other jobs
+        message = err.paragraph() if isinstance(err, rlgraft.RlgraftError) else f"{type(err).__name__}: {err}"
+        print(f"rlgraft: error: {message}", file=sys.stderr)
+        if not sweep:
+            sys.exit(getattr(err, "exit_code", 1))
+        write_summary(hc.runtime.output_dir, {"status": "error", "error": message, "trials": []})
+        return None
     value = summary["metrics"].get(summary["metric"])
     return float(value) if isinstance(value, int | float) else None
 

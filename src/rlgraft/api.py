@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -117,16 +118,24 @@ def num_trials(cfg: Config) -> int:
 
 
 def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: list[str] | None = None,
-        printer: Any = print) -> dict[str, Any]:
+        printer: Any = print, skip_finished: bool = False) -> dict[str, Any]:
     """Train to the stop, write summary.json into the output dir, return the summary.
 
     `overrides` (the job's command-line overrides) make the printed resume command complete.
+    `skip_finished` returns an existing successful summary instead of training again (sweep re-runs);
+    an unfinished Tune experiment in the output dir is always resumed from its last checkpoints.
     """
     from rlgraft import tuning
 
     start = time.perf_counter()
     runtime.quiet()
     c = prepare(cfg, output_dir)
+    done = out_dir(c) / "summary.json"
+    if skip_finished and done.is_file():
+        previous = report.read_summary(done)
+        if previous.get("status") == "ok":
+            printer(f"rlgraft: {out_dir(c)} already finished; skipping (delete summary.json to re-run)")
+            return previous
     config = algo.build(c)  # checks every algo.* key before Ray starts
     restore_plan: RestorePlan | None = plan(c, config) if c.resume else None
     stop = flatten(dict(c.stop))
@@ -134,7 +143,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     if restore_plan:
         stop = restore_plan.stop(stop, c.restore.budget.value)
         printer(f"rlgraft: restoring from {restore_plan.checkpoint} ({restore_plan.how})")
-    cluster = runtime.ensure(c.ray)
+    cluster, how = runtime.connect(c.ray)
     env_name = envs.register(c.env)
     trials = num_trials(c)
     fitted = runtime.fit(c, cluster, trials,
@@ -146,7 +155,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     printer(f"rlgraft: {c.algo.name} on {c.env.id}"
             f"{f' ({c.env.num_agents} agents)' if c.env.multi_agent else ''}, {trials} trial(s), "
             f"{fitted.num_env_runners} EnvRunner(s) each, {fitted.max_concurrent_trials} at a time, "
-            f"stop {stop}; cluster CPUs {cluster.get('CPU', 0):g}")
+            f"stop {stop}; Ray runtime {how}, cluster CPUs {cluster.get('CPU', 0):g}")
     storage = str(out_dir(c) / "tune")
     outcomes, guard = tuning.fit(tuning.TuneRun(
         trainable=config.algo_class, param_space=param_space(config, c), storage_path=storage,
@@ -154,12 +163,13 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
         max_concurrent_trials=fitted.max_concurrent_trials,
         checkpoint_frequency=c.checkpointing.frequency, checkpoint_at_end=c.checkpointing.at_end,
         num_to_keep=c.checkpointing.num_to_keep, score_attribute=c.checkpointing.score_attribute,
-        max_failures=c.tune.max_failures, scheduler=c.tune.scheduler.value,
+        max_failures=c.tune.max_failures, experiment_state_s=c.checkpointing.experiment_state_s,
+        scheduler=c.tune.scheduler.value,
         grace_period=c.tune.grace_period), printer=printer,
         restore=tuning.can_restore(storage, c.name))
     summary = summarize(c, outcomes, restore_plan, time.perf_counter() - start, storage)
     keep = [o for o in overrides or [] if not o.lstrip("+~").startswith(("resume=", "restore."))]
-    summary["resume_command"] = (report.resume_command(summary["checkpoint"], " ".join(keep))
+    summary["resume_command"] = (report.resume_command(summary["checkpoint"], " ".join(map(shlex.quote, keep)))
                                  if summary["checkpoint"] else None)
     report.write_summary(str(out_dir(c)), summary)
     guard.raise_if_missing()

@@ -15,8 +15,8 @@ from rlgraft.schema import Config, RayConfig
 log = logging.getLogger(__name__)
 
 
-def ensure(ray_cfg: RayConfig) -> dict[str, float]:
-    """Start or join a Ray runtime once per process; return the cluster's total resources.
+def connect(ray_cfg: RayConfig) -> tuple[dict[str, float], str]:
+    """Start or join a Ray runtime once per process: (cluster resources, "started"|"connected"|"reused").
 
     A second `ray.init` in one process raises, and multirun jobs share a process, so an existing
     runtime is reused.
@@ -24,7 +24,9 @@ def ensure(ray_cfg: RayConfig) -> dict[str, float]:
     quiet()
     import ray
 
+    how = "reused"
     if not ray.is_initialized():
+        how = "connected" if ray_cfg.address else "started"
         kwargs: dict[str, Any] = dict(
             include_dashboard=ray_cfg.include_dashboard,
             logging_level=ray_cfg.logging_level,
@@ -47,7 +49,7 @@ def ensure(ray_cfg: RayConfig) -> dict[str, float]:
                     "token authentication make its token available (~/.ray/auth_token or "
                     "RAY_AUTH_TOKEN); or drop ray.address to run locally",
             ) from exc
-    return {k: float(v) for k, v in ray.cluster_resources().items()}
+    return {k: float(v) for k, v in ray.cluster_resources().items()}, how
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:

@@ -64,6 +64,9 @@ class CheckpointConfig:
     at_end: bool = True
     num_to_keep: int | None = None
     score_attribute: str | None = None
+    # How often Tune snapshots its experiment state (which checkpoints exist). A crash loses at most
+    # this much bookkeeping beyond `frequency`; Tune's own default throttles to >= 10 s.
+    experiment_state_s: float = 2.0
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,7 @@ class TuneRun:
     num_to_keep: int | None = None
     score_attribute: str | None = None
     max_failures: int = 0
+    experiment_state_s: float = 2.0
     scheduler: str = "fifo"
     grace_period: int = 2
     search: dict[str, Any] = field(default_factory=dict)
@@ -145,6 +147,7 @@ def sampler(spec: dict[str, Any], where: str) -> Any:
 
 def fit(run: TuneRun, *, printer: Any = print, restore: bool = False) -> tuple[list[TrialOutcome], StopGuard]:
     """Run (or resume) the Tune experiment and collect one outcome per trial."""
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(run.experiment_state_s)  # read by Tune's controller
     guard = StopGuard(run.stop)
     run_config = tune.RunConfig(
         name=run.name,
