@@ -1,16 +1,13 @@
-"""`python -m experiments.export +checkpoint=PATH ...` (see conf/export.yaml)."""
+"""`python -m experiments.export +checkpoint=PATH [module_id=p1]`: Ray-free TorchScript policies."""
 
 from __future__ import annotations
-
-import json
-import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from rlgraft import tools
-from rlgraft.errors import RlgraftError
+from rlgraft.cli import guarded
 from rlgraft.schema import register
 
 register()
@@ -18,12 +15,8 @@ register()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
-    try:
-        result = tools.export(cfg, HydraConfig.get().runtime.output_dir)
-    except RlgraftError as err:
-        print(f"rlgraft: error: {err.paragraph()}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    print(json.dumps(result, indent=2))
+    for module_id, files in guarded(tools.export, cfg, HydraConfig.get().runtime.output_dir).items():
+        print(f"{module_id}: {files['model']} (+ {files['meta']})")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from rlgraft.errors import RlgraftError
+from rlgraft.cli import guarded
 from rlgraft.inspection import inspect, render
 
 
@@ -17,11 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", default="env_runners/episode_return_mean")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
-    try:
-        report = inspect(args.path, pick=args.pick, metric=args.metric)
-    except RlgraftError as err:
-        print(f"rlgraft: error: {err.paragraph()}", file=sys.stderr)
-        return err.exit_code
+    report = guarded(inspect, args.path, pick=args.pick, metric=args.metric)
     print(json.dumps(report, indent=2, default=str) if args.json else render(report))
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rlgraft.errors import RlgraftError
+from rlgraft.cli import guarded
 from rlgraft.sweep import build
 
 
@@ -13,11 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__)
     parser.add_argument("dir", help="outputs/DATE/TIME or multirun/DATE/TIME")
     args = parser.parse_args(argv)
-    try:
-        result = build(args.dir)
-    except RlgraftError as err:
-        print(f"rlgraft: error: {err.paragraph()}", file=sys.stderr)
-        return err.exit_code
+    result = guarded(build, args.dir)
     print(f"{result['jobs']} jobs ({len(result['failed'])} failed): {result['md']}, {result['csv']}")
     for p in result["plots"]:
         print(f"plot: {p}")

@@ -157,6 +157,9 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
             f"{fitted.num_env_runners} EnvRunner(s) each, {fitted.max_concurrent_trials} at a time, "
             f"stop {stop}; Ray runtime {how}, cluster CPUs {cluster.get('CPU', 0):g}")
     storage = str(out_dir(c) / "tune")
+    resuming = tuning.can_restore(storage, c.name)
+    if resuming:
+        printer(f"rlgraft: resuming the unfinished Tune experiment in {storage}/{c.name}")
     outcomes, guard = tuning.fit(tuning.TuneRun(
         trainable=config.algo_class, param_space=param_space(config, c), storage_path=storage,
         name=c.name, stop=stop, metric=c.metric, mode=c.mode, num_samples=c.tune.num_samples,
@@ -166,7 +169,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
         max_failures=c.tune.max_failures, experiment_state_s=c.checkpointing.experiment_state_s,
         scheduler=c.tune.scheduler.value,
         grace_period=c.tune.grace_period), printer=printer,
-        restore=tuning.can_restore(storage, c.name))
+        restore=resuming)
     summary = summarize(c, outcomes, restore_plan, time.perf_counter() - start, storage)
     keep = [o for o in overrides or [] if not o.lstrip("+~").startswith(("resume=", "restore."))]
     summary["resume_command"] = (report.resume_command(summary["checkpoint"], " ".join(map(shlex.quote, keep)))

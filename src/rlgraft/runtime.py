@@ -119,6 +119,10 @@ def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any) -
     if explicit is None:
         per_trial = max(1.0, cpus / max(concurrent_goal, 1))
         runners = int(max(0, min(cfg.resources.max_env_runners, per_trial - 1)))
+        # PPO samples, then learns: one remote runner adds a process and weight syncs but no
+        # parallelism, so sample in the trial itself unless two or more runners fit (measured:
+        # the default run starts its first iteration ~4 s sooner with 0 runners on 2 CPUs).
+        runners = 0 if runners < 2 else runners
     else:
         runners = int(explicit)
     demand = request(runners)

@@ -91,13 +91,7 @@ def plot(all_rows: list[dict[str, Any]], out: Path, metric: str) -> list[str]:
     for row in all_rows:
         for x, y in curves(row, metric):
             ax.plot(x, y, alpha=0.8, label=f"job {row['job']}: {row['label']}"[:80])
-    ax.set(xlabel="env steps", ylabel=metric, title="return vs env steps, per job")
-    if ax.lines:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "returns_per_job.png", dpi=100)
-    plt.close(fig)
-    files.append(str(out / "returns_per_job.png"))
+    files.append(_save(fig, ax, out / "returns_per_job.png", metric, "return vs env steps, per job"))
 
     groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for row in all_rows:
@@ -113,14 +107,20 @@ def plot(all_rows: list[dict[str, Any]], out: Path, metric: str) -> list[str]:
         if len(runs) > 1:
             half = 1.96 * ys.std(axis=0, ddof=1) / math.sqrt(len(runs))  # 95% normal band on the mean
             ax.fill_between(grid, mean - half, mean + half, alpha=0.25)
-    ax.set(xlabel="env steps", ylabel=metric, title="mean over seeds with 95% band")
+    files.append(_save(fig, ax, out / "returns_by_config.png", metric, "mean over seeds with 95% band"))
+    return files
+
+
+def _save(fig: Any, ax: Any, path: Path, metric: str, title: str) -> str:
+    import matplotlib.pyplot as plt
+
+    ax.set(xlabel="env steps", ylabel=metric, title=title)
     if ax.lines:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "returns_by_config.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
-    files.append(str(out / "returns_by_config.png"))
-    return files
+    return str(path)
 
 
 def build(root: str | Path) -> dict[str, Any]:
