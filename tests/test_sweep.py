@@ -77,3 +77,17 @@ def test_kill_9_then_rerun_skips_finished_and_resumes_the_rest(tmp_path):
     assert first_iter > 8  # resumed from its own checkpoints, not from iteration 1
     s = json.loads((tmp_path / "1" / "summary.json").read_text())
     assert s["status"] == "ok" and s["iterations"] == 50 and s["env_steps"] == 12800
+
+
+def test_optuna_sweeper_optimises_the_returned_metric(tmp_path):
+    import yaml
+
+    res = run_cli("-m", "experiment=optuna_lr", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}",
+                  timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    values = [json.loads((tmp_path / j / "summary.json").read_text())["metrics"]["env_runners/episode_return_mean"]
+              for j in ("0", "1")]
+    assert best["best_value"] == max(values)  # Optuna saw each job's returned metric
+    assert 1e-4 <= best["best_params"]["algo.training.lr"] <= 3e-3
+    assert (tmp_path / "sweep.md").is_file()
