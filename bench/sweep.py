@@ -17,7 +17,8 @@ py = sys.executable
 JOB = ["algo.training.train_batch_size_per_learner=1000", "algo.training.num_epochs=2",
        "stop.num_env_steps_sampled_lifetime=2000"]
 times = alternate({
-    "rlgraft": [py, "-m", "experiments.run", "-m", *JOB, "seed=0,1,2,3", "hydra.sweep.dir=" + out + "/${now:%H-%M-%S-%f}"],
+    "rlgraft": [py, "-m", "experiments.run", "-m", *JOB, "seed=0,1,2,3",
+                "hydra.sweep.dir=" + out + "/${now:%H-%M-%S-%f}"],
     "naive": [py, str(ROOT / "bench" / "naive_sweep.py")],
 }, rounds)
 print(machine())

@@ -131,3 +131,30 @@ def test_help_lists_groups_and_presets():
     assert out.returncode == 0
     for word in ("experiment: ", "multi_pendulum", "env: ", "ray: ", "cluster", "+resume"):
         assert word in out.stdout, out.stdout
+
+
+def test_search_space_yaml_becomes_tune_samplers():
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    cfg = schema.to_config(rlgraft.compose([
+        "+tune.search.training.lr={loguniform:[1e-5,1e-3]}", "+tune.search.training.gamma={uniform:[0.9,0.99]}",
+        "+tune.search.training.num_epochs={randint:[1,10]}", "+tune.search.training.minibatch_size={choice:[64,128]}",
+        "+tune.search.rl_module.model_config={fcnet_hiddens:{grid:[[32],[64]]}}", "tune.num_samples=3"]))
+    config = algo.build(cfg)
+    space = api.param_space(config, cfg)
+    assert isinstance(space["lr"], Float) and space["lr"].lower == 1e-5
+    assert isinstance(space["gamma"], Float) and isinstance(space["num_epochs"], Integer)
+    assert isinstance(space["minibatch_size"], Categorical)
+    assert space["_model_config"]["fcnet_hiddens"] == {"grid_search": [[32], [64]]}
+    assert space["_model_config"]["fcnet_activation"] == "relu"  # the rest of model_config is kept
+    assert api.num_trials(cfg) == 6  # 2 grid points x 3 samples
+
+
+def test_search_space_errors_name_the_entry():
+    for override, word in [("+tune.search.training.lr={between:[1,2]}", "tune.search.training.lr"),
+                           ("+tune.search.trainin.lr={grid:[1]}", "not an algo section"),
+                           ("+tune.search.training.lrr={grid:[1]}", "algo.training.lrr")]:
+        cfg = schema.to_config(rlgraft.compose([override]))
+        with pytest.raises(RlgraftError) as err:
+            api.param_space(algo.build(cfg), cfg)
+        assert word in str(err.value)

@@ -237,3 +237,15 @@ def test_graft_transfers_skill(ray_runtime, tmp_path):
     (tmp_path.parent / "transfer_figures.json").write_text(json.dumps(
         {"source_eval": source_return, "p1_first": p1, "p0_first": p0, "solve_steps": solved["env_steps"],
          "solve_wall_s": solved["wall_s"]}))
+
+
+def test_raw_component_restore(single_run, tiny_cfg, tmp_path):
+    """restore.components: a Checkpointable component path of the new run <- a folder of the source."""
+    source = single_run["checkpoint"]
+    cfg = tiny_cfg("multi", {"resume": source, "algo.training.lr": 0.0, "restore.components": {
+        f"{checkpoints.MODULES}/p0": f"{checkpoints.MODULES}/default_policy"}})
+    out = rlgraft.run(cfg, output_dir=str(tmp_path), **QUIET)
+    assert same(weights(out["checkpoint"], "p0"), weights(source, "default_policy"))
+    assert not same(weights(out["checkpoint"], "p1"), weights(source, "default_policy"))
+    assert out["restore"]["components"][0][0] == f"{checkpoints.MODULES}/p0"
+    assert out["iterations"] == 1  # a component restore leaves counters alone

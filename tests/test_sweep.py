@@ -91,3 +91,13 @@ def test_optuna_sweeper_optimises_the_returned_metric(tmp_path):
     assert best["best_value"] == max(values)  # Optuna saw each job's returned metric
     assert 1e-4 <= best["best_params"]["algo.training.lr"] <= 3e-3
     assert (tmp_path / "sweep.md").is_file()
+
+
+def test_asha_scheduler_stops_weak_trials_early(tmp_path):
+    res = run_cli("experiment=pendulum_grid", *TINY_NO_STOP, "tune.scheduler=asha", "tune.grace_period=1",
+                  "stop.num_env_steps_sampled_lifetime=2048", f"hydra.run.dir={tmp_path}", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    iterations = sorted(t["iterations"] for t in s["trials"])
+    assert len(iterations) == 4 and iterations[0] >= 1
+    assert iterations[0] < 8 and iterations[-1] == 8  # ASHA cut at least one trial short; the best ran on

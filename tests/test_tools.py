@@ -75,6 +75,9 @@ def test_evaluate_is_deterministic_by_default(single_run, tmp_path):
 def test_evaluate_unknown_module_and_env_errors(multi_run, tmp_path):
     res = cli("export", f"+checkpoint={multi_run['checkpoint']}", "module_id=p9", f"hydra.run.dir={tmp_path}")
     assert res.returncode == 2 and "'p9' is not in the checkpoint" in res.stderr
+    with pytest.raises(rlgraft.RlgraftError, match="NoSuch-v0"):
+        tools.evaluate(EvaluateConfig(checkpoint=multi_run["checkpoint"], env=EnvConfig(id="NoSuch-v0")),
+                       str(tmp_path))
     with pytest.raises(rlgraft.RlgraftError, match="lacks"):
         tools.evaluate(EvaluateConfig(checkpoint=multi_run["checkpoint"], env=EnvConfig(id="Pendulum-v1")),
                        str(tmp_path))

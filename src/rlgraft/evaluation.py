@@ -42,6 +42,7 @@ def evaluate(checkpoint: str, env: EnvConfig, episodes: int = 10, explore: bool 
              render_to: str | None = None) -> dict[str, Any]:
     """Mean, std, min, max return per agent and per module over `episodes` episodes."""
     info = checkpoints.read(checkpoint)
+    envs.check_env_id(env.id)
     mapping = envs.PolicyMapping(env.policy_mapping)
     needed = envs.policies(env)
     missing = [m for m in needed if m not in info.modules]

@@ -67,7 +67,7 @@ class RestoreCallback:
     def check(self, algorithm: Any) -> dict[str, Any]:
         """Learner weights equal the source; every EnvRunner holds the learner's weights."""
         targets = [t.target for t in self.transfers]
-        learner = checkpoints.learner_state(algorithm, targets)
+        learner = checkpoints.learner_state(algorithm, targets) if targets else {}
         rows, problems = [], []
         for t in self.transfers:
             got = checkpoints.digest(learner[t.target])
