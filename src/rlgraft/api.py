@@ -157,7 +157,8 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     storage = str(out_dir(c) / "tune")
     resuming = tuning.can_restore(storage, c.name)
     if resuming:
-        printer(f"rlgraft: resuming the unfinished Tune experiment in {storage}/{c.name}")
+        printer(f"rlgraft: resuming the Tune experiment already in {storage}/{c.name} "
+                "(finished trials stay as they are)")
     outcomes, guard = tuning.fit(tuning.TuneRun(
         trainable=config.algo_class, param_space=param_space(config, c), storage_path=storage,
         name=c.name, stop=stop, metric=c.metric, mode=c.mode, num_samples=c.tune.num_samples,
