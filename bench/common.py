@@ -12,14 +12,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_logged(cmd: list[str], cwd: Path = ROOT) -> str:
+    """Run to exit; its stdout, or exit with its stderr if it failed."""
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-3000:]}")
+    return res.stdout
+
+
 def timed(cmd: list[str], cwd: Path = ROOT) -> float:
     """Wall seconds from process start to exit; raises if the command fails."""
     start = time.perf_counter()
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    took = time.perf_counter() - start
-    if res.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-3000:]}")
-    return took
+    run_logged(cmd, cwd)
+    return time.perf_counter() - start
 
 
 def alternate(named: dict[str, list[str]], pairs: int) -> dict[str, list[float]]:

@@ -222,9 +222,10 @@ def test_graft_transfers_skill(ray_runtime, tmp_path):
     assert solved["metrics"]["env_runners/episode_return_mean"] >= -300, solved["metrics"]
     source = evaluation.evaluate(solved["checkpoint"], EnvConfig(), episodes=10, explore=True)
     source_return = source["per_module"]["default_policy"]["mean"]
+    hidden = ",".join(map(str, solved["config"]["algo"]["rl_module"]["model_config"]["fcnet_hiddens"]))
     graft = rlgraft.compose(["experiment=multi_pendulum", f"+resume={solved['checkpoint']}",
                              "restore.modules={p1:default_policy}",
-                             "algo.rl_module.model_config.fcnet_hiddens=[256,256]",
+                             f"algo.rl_module.model_config.fcnet_hiddens=[{hidden}]",
                              "algo.env_runners.num_env_runners=0", "algo.env_runners.num_envs_per_env_runner=10",
                              "stop.num_env_steps_sampled_lifetime=4000"])
     out = rlgraft.run(graft, output_dir=str(tmp_path / "graft"), **QUIET)
