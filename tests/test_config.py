@@ -11,12 +11,18 @@ import rlgraft
 from rlgraft import algo, api, envs, schema
 from rlgraft.errors import RlgraftError
 
+
+def typed(overrides: list[str] | None = None) -> schema.Config:
+    """The composed config as the typed object the rest of rlgraft uses."""
+    return schema.to_config(rlgraft.compose(overrides))
+
+
 PRESETS = sorted(p.stem for p in (api.CONF_DIR / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_builds_an_rllib_config(preset):
-    cfg = schema.to_config(rlgraft.compose([f"experiment={preset}"]))
+    cfg = typed([f"experiment={preset}"])
     config = algo.build(cfg)
     assert config.env == envs.registered_name(cfg.env)
     assert config.lr == cfg.algo.training["lr"]
@@ -35,26 +41,26 @@ def test_build_does_not_start_ray():
 
 
 def test_defaults_match_the_issue():
-    cfg = schema.to_config(rlgraft.compose())
+    cfg = typed()
     assert cfg.env.id == "Pendulum-v1" and not cfg.env.multi_agent
     assert cfg.stop == {"num_env_steps_sampled_lifetime": 8000}
     assert cfg.resume is None
 
 
 def test_multi_pendulum_declares_policies_and_mapping():
-    cfg = schema.to_config(rlgraft.compose(["experiment=multi_pendulum", "env.num_agents=3"]))
+    cfg = typed(["experiment=multi_pendulum", "env.num_agents=3"])
     config = algo.build(cfg)
     assert set(config.policies) == {"p0", "p1", "p2"}
     assert [config.policy_mapping_fn(i, None) for i in range(3)] == ["p0", "p1", "p2"]
-    shared = schema.to_config(rlgraft.compose(["experiment=multi_pendulum", "env.policy_mapping=shared"]))
+    shared = typed(["experiment=multi_pendulum", "env.policy_mapping=shared"])
     assert envs.policies(shared.env) == ["shared"]
 
 
 def test_any_builder_option_from_the_command_line():
-    cfg = schema.to_config(rlgraft.compose([
+    cfg = typed([
         "algo.training.lr=1e-4", "algo.rl_module.model_config.fcnet_hiddens=[64,64]",
         "algo.env_runners.num_envs_per_env_runner=8", "+algo.training.entropy_coeff_schedule=null",
-        "+algo.training.use_kl_loss=false", "seed=3"]))
+        "+algo.training.use_kl_loss=false", "seed=3"])
     config = algo.build(cfg)
     assert config.lr == 1e-4 and config.num_envs_per_env_runner == 8 and config.seed == 3
     assert config.use_kl_loss is False
@@ -89,7 +95,7 @@ def test_typos_fail_at_compose_time(override):
     ("env.id=Pendulum-v9", ["Pendulum-v9", "Pendulum-v1"]),
 ])
 def test_unknown_builder_options_name_the_key_before_ray(override, words):
-    cfg = schema.to_config(rlgraft.compose([override]))
+    cfg = typed([override])
     with pytest.raises(RlgraftError) as err:
         algo.build(cfg)
     for word in words:
@@ -107,19 +113,19 @@ def test_stop_key_typos_fail_before_ray(stop, word):
 
 
 def test_nested_stop_keys_flatten_with_slash():
-    cfg = schema.to_config(rlgraft.compose(["+stop.env_runners.episode_return_mean=-300"]))
+    cfg = typed(["+stop.env_runners.episode_return_mean=-300"])
     flat = schema.flatten(cfg.stop)
     assert flat == {"num_env_steps_sampled_lifetime": 8000, "env_runners/episode_return_mean": -300}
     api.check_stop_keys(flat)  # a real key passes
 
 
-def test_cross_field_rules():
-    for overrides, word in [(["restore.modules={p1:p0}"], "+resume"),
-                            (["stop.num_env_steps_sampled_lifetime=abc"], "not a number"),
-                            (["mode=maximum"], "mode")]:
-        with pytest.raises(RlgraftError) as err:
-            api.prepare(rlgraft.compose(overrides), output_dir="/tmp/rlgraft-never-written")
-        assert word in str(err.value)
+@pytest.mark.parametrize("override, word", [("restore.modules={p1:p0}", "+resume"),
+                                            ("stop.num_env_steps_sampled_lifetime=abc", "not a number"),
+                                            ("mode=maximum", "mode")])
+def test_cross_field_rules(override, word):
+    with pytest.raises(RlgraftError) as err:
+        api.prepare(rlgraft.compose([override]), output_dir="/tmp/rlgraft-never-written")
+    assert word in str(err.value)
 
 
 def test_help_lists_groups_and_presets():
@@ -136,10 +142,10 @@ def test_help_lists_groups_and_presets():
 def test_search_space_yaml_becomes_tune_samplers():
     from ray.tune.search.sample import Categorical, Float, Integer
 
-    cfg = schema.to_config(rlgraft.compose([
+    cfg = typed([
         "+tune.search.training.lr={loguniform:[1e-5,1e-3]}", "+tune.search.training.gamma={uniform:[0.9,0.99]}",
         "+tune.search.training.num_epochs={randint:[1,10]}", "+tune.search.training.minibatch_size={choice:[64,128]}",
-        "+tune.search.rl_module.model_config={fcnet_hiddens:{grid:[[32],[64]]}}", "tune.num_samples=3"]))
+        "+tune.search.rl_module.model_config={fcnet_hiddens:{grid:[[32],[64]]}}", "tune.num_samples=3"])
     config = algo.build(cfg)
     space = api.param_space(config, cfg)
     assert isinstance(space["lr"], Float) and space["lr"].lower == 1e-5
@@ -150,11 +156,13 @@ def test_search_space_yaml_becomes_tune_samplers():
     assert api.num_trials(cfg) == 6  # 2 grid points x 3 samples
 
 
-def test_search_space_errors_name_the_entry():
-    for override, word in [("+tune.search.training.lr={between:[1,2]}", "tune.search.training.lr"),
-                           ("+tune.search.trainin.lr={grid:[1]}", "not an algo section"),
-                           ("+tune.search.training.lrr={grid:[1]}", "algo.training.lrr")]:
-        cfg = schema.to_config(rlgraft.compose([override]))
-        with pytest.raises(RlgraftError) as err:
-            api.param_space(algo.build(cfg), cfg)
-        assert word in str(err.value)
+@pytest.mark.parametrize("override, word", [
+    ("+tune.search.training.lr={between:[1,2]}", "tune.search.training.lr"),
+    ("+tune.search.trainin.lr={grid:[1]}", "not an algo section"),
+    ("+tune.search.training.lrr={grid:[1]}", "algo.training.lrr"),
+])
+def test_search_space_errors_name_the_entry(override, word):
+    cfg = typed([override])
+    with pytest.raises(RlgraftError) as err:
+        api.param_space(algo.build(cfg), cfg)
+    assert word in str(err.value)

@@ -115,7 +115,6 @@ class TuneRun:
     experiment_state_s: float = 2.0
     scheduler: str = "fifo"
     grace_period: int = 2
-    search: dict[str, Any] = field(default_factory=dict)
 
 
 def _scheduler(run: TuneRun) -> Any:
