@@ -25,6 +25,7 @@ lint:
 bench: install
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/solve.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache
