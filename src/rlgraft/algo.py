@@ -97,18 +97,9 @@ def build(cfg: Config, *, num_env_runners: int | None = None, env_name: str | No
     return config
 
 
-def with_spaces(config: Any, cfg: Config) -> Any:
-    """Give the config explicit spaces so module specs can be built without Ray or a registry."""
-    sp = envs.spaces(cfg.env)
-    obs, act = next(iter(sp.values()))
-    config.environment(observation_space=obs, action_space=act)
-    return config
-
-
-def module_specs(config: Any, cfg: Config) -> dict[str, Any]:
-    """RLModuleSpec per module id of the run, built from local spaces (no Ray)."""
-    spec = config.get_multi_rl_module_spec(spaces={mid: sp for mid, sp in envs.spaces(cfg.env).items()})
-    return dict(spec.rl_module_specs)
+def module_specs(config: Any, spaces: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+    """RLModuleSpec per module id, from spaces given per module id (no Ray, no env registry)."""
+    return dict(config.get_multi_rl_module_spec(spaces=spaces).rl_module_specs)
 
 
 def resource_request(config: Any) -> dict[str, Any]:

@@ -112,7 +112,6 @@ class RestorePlan:
     how: str
     callback: RestoreCallback
     counters: dict[str, float] = field(default_factory=dict)
-    info: CheckpointInfo | None = None
 
     def stop(self, stop: dict[str, float], budget: str) -> dict[str, float]:
         """Stop thresholds; with budget=additional each is moved by the checkpoint's value."""
@@ -168,16 +167,6 @@ def compare_module(source: ModuleInfo, target_id: str, target_spaces: tuple[Any,
         )
 
 
-def target_params(config: Any, cfg: Any) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Parameter names and shapes of each module the new run will build (built locally, no Ray)."""
-    from rlgraft import algo
-
-    out = {}
-    for mid, spec in algo.module_specs(config, cfg).items():
-        out[mid] = param_shapes(spec)
-    return out
-
-
 def param_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
     """Build the module on the CPU (RLlib logs a deprecation notice while doing so) and read its shapes."""
     logging.disable(logging.WARNING)
@@ -208,22 +197,7 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
                 fix=f"choose which module goes where, e.g. {hint}",
             )
         mapping = {m: m for m in targets}
-    for target, source in mapping.items():
-        if source not in info.modules:
-            raise RlgraftError(f"source module {source!r} is not in the checkpoint",
-                               found=f"checkpoint {ck} holds modules: {', '.join(info.modules)}",
-                               fix=f"use one of those in restore.modules (here for target {target!r})")
-        if target not in targets:
-            raise RlgraftError(f"target module {target!r} is not a module of this run",
-                               found=f"this run's modules: {', '.join(targets)}",
-                               fix="use one of those as the key in restore.modules, or change "
-                                   "env.num_agents / env.policy_mapping")
-    shapes = target_params(config, cfg)
-    run_spaces = envs.spaces(cfg.env)
-    transfers = []
-    for target, source in mapping.items():
-        compare_module(info.modules[source], target, run_spaces[target], shapes[target])
-        transfers.append(Transfer(target, source, checkpoints.digest(info.modules[source].weights())))
+    transfers = checked_transfers(info, mapping, targets, config, envs.spaces(cfg.env))
     components = []
     for target_component, source in (cfg.restore.components or {}).items():
         src = Path(source) if Path(source).is_absolute() else Path(ck) / source
@@ -234,40 +208,62 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
                                    "learner_group/learner/rl_module/p0")
         components.append((str(target_component), str(src)))
     callback = RestoreCallback(
-        checkpoint=ck, transfers=tuple(transfers), components=tuple(components), full=full,
+        checkpoint=ck, transfers=transfers, components=tuple(components), full=full,
         verify=cfg.restore.verify,
         report_dir=str(Path(cfg.output_dir) / "restore") if cfg.output_dir else None,
     )
-    return RestorePlan(checkpoint=ck, how=how, callback=callback, counters=info.counters, info=info)
+    return RestorePlan(checkpoint=ck, how=how, callback=callback, counters=info.counters)
+
+
+def check_sources(info: CheckpointInfo, mapping: dict[str, str]) -> None:
+    for target, source in mapping.items():
+        if source not in info.modules:
+            raise RlgraftError(f"source module {source!r} is not in the checkpoint",
+                               found=f"checkpoint {info.path} holds modules: {', '.join(info.modules)}",
+                               fix=f"use one of those in restore.modules (here for target {target!r})")
+
+
+def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: list[str], config: Any,
+                      spaces: dict[str, tuple[Any, Any]]) -> tuple[Transfer, ...]:
+    """Every source module is in the checkpoint, every target in the run, and spaces, parameter names
+    and shapes agree (modules built locally on the CPU from `spaces`). Raises RlgraftError."""
+    from rlgraft import algo
+
+    check_sources(info, mapping)
+    for target in mapping:
+        if target not in targets:
+            raise RlgraftError(f"target module {target!r} is not a module of this run",
+                               found=f"this run's modules: {', '.join(targets)}",
+                               fix="use one of those as the key in restore.modules, or change "
+                                   "env.num_agents / env.policy_mapping")
+    if not mapping:
+        return ()
+    specs = algo.module_specs(config, spaces)  # RLlib wants spaces for every module of the run
+    transfers = []
+    for target, source in mapping.items():
+        compare_module(info.modules[source], target, spaces[target], param_shapes(specs[target]))
+        transfers.append(Transfer(target, source, checkpoints.digest(info.modules[source].weights())))
+    return tuple(transfers)
 
 
 def factory(path: str | os.PathLike[str], *, modules: dict[str, str] | None = None,
             config: Any = None, verify: bool = True, report_dir: str | None = None) -> RestoreCallback:
     """For plain RLlib scripts: `config.callbacks(on_algorithm_init=rlgraft.restore_callback(PATH, ...))`.
 
-    Checks the checkpoint and module ids now (and shapes, when `config` is given), not in the trial.
+    Checks the checkpoint and module ids now and, given `config`, target ids and network shapes
+    (with the source modules' spaces standing in for the env's), not in the trial.
     """
     ck, _ = checkpoints.resolve(str(path), base=os.getcwd())
     info = checkpoints.read(ck)
     mapping = dict(modules or {m: m for m in info.modules})
-    for target, source in mapping.items():
-        if source not in info.modules:
-            raise RlgraftError(f"source module {source!r} is not in the checkpoint",
-                               found=f"checkpoint modules: {', '.join(info.modules)}",
-                               fix="use one of those")
-        if config is not None:
-            _check_against_config(config, target, info.modules[source])
-    transfers = tuple(Transfer(t, s, checkpoints.digest(info.modules[s].weights())) for t, s in mapping.items())
+    check_sources(info, mapping)
+    if config is None:
+        transfers = tuple(Transfer(t, s, checkpoints.digest(info.modules[s].weights())) for t, s in mapping.items())
+    else:
+        targets = list(config.policies) if config.is_multi_agent else [envs.SINGLE_AGENT_MODULE]
+        pairs = {t: (info.modules[s].observation_space, info.modules[s].action_space) for t, s in mapping.items()}
+        any_pair = next(iter(pairs.values()))
+        transfers = checked_transfers(info, mapping, targets, config,
+                                      {t: pairs.get(t, any_pair) for t in targets})
     return RestoreCallback(checkpoint=ck, transfers=transfers, full=modules is None, verify=verify,
                            report_dir=report_dir)
-
-
-def _check_against_config(config: Any, target: str, source: ModuleInfo) -> None:
-    ids = list(config.policies) if config.is_multi_agent else ["default_policy"]
-    if target not in ids:
-        raise RlgraftError(f"target module {target!r} is not a module of the given config",
-                           found=f"its modules: {', '.join(ids)}", fix="use one of those")
-    pair = (source.observation_space, source.action_space)
-    spec = config.get_multi_rl_module_spec(spaces=dict.fromkeys(ids, pair))
-    params = param_shapes(spec.rl_module_specs[target])
-    compare_module(source, target, pair, params)

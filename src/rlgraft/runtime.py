@@ -105,7 +105,6 @@ def node_cpus() -> list[float]:
 class Fit:
     num_env_runners: int
     max_concurrent_trials: int
-    trial_cpus: float
 
 
 def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any) -> Fit:
@@ -146,7 +145,7 @@ def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any) -
     trial_cpus = need.get("CPU", 1.0)
     fits = max(1, int(cpus // trial_cpus)) if trial_cpus else num_trials
     concurrent = max(1, min(concurrent_goal, fits))
-    return Fit(runners, concurrent, trial_cpus)
+    return Fit(runners, concurrent)
 
 
 def _describe(demand: dict[str, Any]) -> str:
