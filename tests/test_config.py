@@ -119,6 +119,45 @@ def test_nested_stop_keys_flatten_with_slash():
     api.check_stop_keys(flat)  # a real key passes
 
 
+PER_AGENT = "env_runners/agent_episode_returns_mean/*"
+
+
+@pytest.mark.parametrize("returns, reached", [({"0": -250.0, "1": -350.0}, False),
+                                              ({"0": -250.0, "1": -290.0}, True),
+                                              ({"0": -250.0, "1": float("nan")}, False)])
+def test_per_agent_stop_needs_every_agent(returns, reached):
+    """`-300 per agent`: one `*` entry that holds only when every agent is at or above it."""
+    from rlgraft.tuning import StopGuard
+
+    guard = StopGuard({PER_AGENT: -300.0})
+    result = {"training_iteration": 1, "env_runners": {"agent_episode_returns_mean": returns}}
+    assert guard("t", result) is reached
+    assert not guard.missing
+
+
+def test_per_agent_stop_that_matches_nothing_is_an_error():
+    from rlgraft.tuning import StopGuard
+
+    guard = StopGuard({PER_AGENT: -300.0}, grace=2)
+    single_agent = {"env_runners": {"episode_return_mean": -200.0}}
+    assert not guard("t", {"training_iteration": 1, **single_agent})
+    assert guard("t", {"training_iteration": 2, **single_agent})  # ends the trial ...
+    with pytest.raises(RlgraftError, match="never appeared"):  # ... and the run, with the reason
+        guard.raise_if_missing()
+
+
+def test_per_agent_stop_composes_from_the_command_line():
+    cfg = typed([f"+stop={{{PER_AGENT}: -300}}"])
+    assert schema.flatten(cfg.stop)[PER_AGENT] == -300
+    api.check_stop_keys(schema.flatten(cfg.stop))
+
+
+def test_multi_agent_solve_preset_is_the_single_agent_one_per_policy():
+    single, multi = typed(["experiment=pendulum_solve"]), typed(["experiment=multi_pendulum_solve"])
+    assert multi.algo == single.algo and multi.env.multi_agent and multi.env.num_agents == 2
+    assert schema.stop_thresholds(multi.stop) == {"num_env_steps_sampled_lifetime": 500000, PER_AGENT: -300}
+
+
 @pytest.mark.parametrize("override, word", [("restore.modules={p1:p0}", "+resume"),
                                             ("stop.num_env_steps_sampled_lifetime=abc", "not a number"),
                                             ("mode=maximum", "mode")])

@@ -74,6 +74,17 @@ def test_stop_key_never_reported_ends_with_an_error(tmp_path):
     assert summary_of(tmp_path)["iterations"] == 3  # stopped after the grace iterations, not run forever
 
 
+def test_per_agent_stop_ends_the_run_when_every_agent_reaches_it(tmp_path):
+    """`-300 per agent` style stop, through Hydra, Tune and real per-agent results."""
+    res = run_cli("experiment=multi_pendulum", *TINY, "stop.num_env_steps_sampled_lifetime=2048",
+                  "+stop={env_runners/agent_episode_returns_mean/*: -100000}", f"hydra.run.dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = summary_of(tmp_path)
+    per_agent = {k: v for k, v in s["metrics"].items() if k.startswith("env_runners/agent_episode_returns_mean/")}
+    assert len(per_agent) == 2 and all(v >= -100000 for v in per_agent.values())
+    assert s["iterations"] == 1 and s["env_steps"] == 256  # stopped by the per-agent key, not the step count
+
+
 def test_impossible_resource_request_fails_at_once(tmp_path):
     res = run_cli(*TINY, "algo.env_runners.num_env_runners=6", "ray.num_cpus=2",
                   f"hydra.run.dir={tmp_path}", timeout=120)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlgraft import algo, checkpoints, envs, report, runtime, schema
 from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.restore import RestorePlan, describe, plan
-from rlgraft.schema import Config, flatten
+from rlgraft.schema import Config
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -136,7 +136,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
             return previous
     config = algo.build(c)  # checks every algo.* key before Ray starts
     restore_plan: RestorePlan | None = plan(c, config) if c.resume else None
-    stop = flatten(dict(c.stop))
+    stop = schema.stop_thresholds(c.stop)
     check_stop_keys(stop)
     if restore_plan:
         stop = restore_plan.stop(stop, c.restore.budget.value)

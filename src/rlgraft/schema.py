@@ -173,6 +173,11 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def stop_thresholds(stop: dict[str, Any]) -> dict[str, Any]:
+    """Flattened stop keys; null turns a key off (e.g. one a preset inherits)."""
+    return {k: v for k, v in flatten(stop).items() if v is not None}
+
+
 def to_config(cfg: DictConfig | Config) -> Config:
     """DictConfig -> typed Config object (plain Python, picklable)."""
     if isinstance(cfg, Config):
@@ -185,10 +190,10 @@ def to_config(cfg: DictConfig | Config) -> Config:
 
 def validate(cfg: Config) -> None:
     """Cross-field rules, checked before Ray starts."""
-    if not cfg.stop:
+    if not stop_thresholds(cfg.stop):
         raise RlgraftError("`stop` is empty, so the run would never end",
                            fix="set e.g. stop.num_env_steps_sampled_lifetime=8000")
-    for key, value in flatten(cfg.stop).items():
+    for key, value in stop_thresholds(cfg.stop).items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RlgraftError(f"stop threshold `{key}` is {value!r}, not a number",
                                fix=f"give a number, e.g. stop.{key.replace('/', '.')}=8000")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import time
@@ -20,9 +21,12 @@ STOP_KEY_GRACE_ITERATIONS = 3
 
 
 class StopGuard(Stopper):
-    """Tune's dict stop (value >= threshold), plus an error for keys the results never carry.
+    """Tune's dict stop (value >= threshold), plus per-agent thresholds and an error for keys the
+    results never carry.
 
-    Tune only warns about an unknown stop key and then trains forever.
+    A key with `*` (e.g. `env_runners/agent_episode_returns_mean/*`) is reached when every result key
+    it matches is at or above its threshold, so "-300 per agent" is one entry. Tune only warns
+    about an unknown stop key and then trains forever.
     """
 
     def __init__(self, thresholds: dict[str, float], grace: int = STOP_KEY_GRACE_ITERATIONS):
@@ -34,12 +38,10 @@ class StopGuard(Stopper):
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         flat = flatten_dict(result, delimiter="/")
         self._seen |= set(flat)
-        for key, limit in self.thresholds.items():
-            value = flat.get(key)
-            if isinstance(value, int | float) and not math.isnan(value) and value >= limit:
-                return True
+        if any(reached(flat, key, limit) for key, limit in self.thresholds.items()):
+            return True
         if result.get("training_iteration", 0) >= self.grace:
-            absent = [k for k in self.thresholds if k not in self._seen]
+            absent = [k for k in self.thresholds if not matching(self._seen, k)]
             if absent:
                 for key in absent:
                     self.missing[key] = sorted(self._seen)
@@ -61,6 +63,20 @@ class StopGuard(Stopper):
             fix="use a key from the results, nested with dots, e.g. "
             "stop.num_env_steps_sampled_lifetime=8000 or +stop.env_runners.episode_return_mean=-300",
         )
+
+
+def matching(keys: Any, key: str) -> list[str]:
+    """The result keys a stop key names: itself, or every match of a `*` pattern."""
+    if "*" not in key:
+        return [key] if key in keys else []
+    return [k for k in keys if fnmatch.fnmatchcase(k, key)]
+
+
+def reached(flat: dict[str, Any], key: str, limit: float) -> bool:
+    """Every value the key names is a number at or above the limit (and there is at least one)."""
+    values = [flat[k] for k in matching(flat, key)]
+    return bool(values) and all(isinstance(v, int | float) and not math.isnan(v) and v >= limit
+                                for v in values)
 
 
 class Progress(tune.Callback):
