@@ -25,7 +25,9 @@ lint:
 bench: install
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/sweep.py
-	$(BIN)/python bench/solve.py
+	$(BIN)/python bench/solve.py 3 pendulum
+	$(BIN)/python bench/solve.py 3 multi
+	$(BIN)/python bench/scaling.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache

@@ -6,12 +6,15 @@ import csv
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import rlgraft
+from rlgraft import api
 from tests.conftest import ROOT, TINY, run_cli
 
 TINY_NO_STOP = [o for o in TINY if not o.startswith("stop.")]
@@ -55,6 +58,13 @@ def test_grid_preset_runs_trials_concurrently(tmp_path):
     assert "4 trial(s), 0 EnvRunner(s) each, 2 at a time" in res.stdout
     best = max(s["trials"], key=lambda t: t["metrics"]["env_runners/episode_return_mean"])
     assert s["checkpoint"] == best["checkpoint"]  # top-level fields describe the best trial
+    # Its resume command continues that trial's settings rather than re-creating the grid.
+    for pinned in (f"++algo.training.lr={best['config']['lr']}",
+                   f"++algo.training.minibatch_size={best['config']['minibatch_size']}", "~tune.search.training"):
+        assert pinned in s["resume_command"]
+    pinned = [o for o in shlex.split(s["resume_command"])[3:-1] if not o.startswith("hydra.")]
+    cfg = api.prepare(rlgraft.compose(pinned), str(tmp_path / "resumed"))
+    assert api.num_trials(cfg) == 1 and cfg.algo.training["lr"] == best["config"]["lr"]
 
 
 def test_kill_9_then_rerun_skips_finished_and_resumes_the_rest(tmp_path):

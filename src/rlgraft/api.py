@@ -104,6 +104,23 @@ def param_space(config: Any, cfg: Config) -> Any:
     return space
 
 
+def pinned_search(cfg: Config, trial_config: dict[str, Any]) -> list[str]:
+    """Overrides that fix a searched trial's own values and turn the search off, so its resume
+    command continues that trial instead of re-creating the whole Tune search."""
+    if not cfg.tune.search and cfg.tune.num_samples == 1:
+        return []
+    out = []
+    for section, entries in cfg.tune.search.items():
+        for key, spec in entries.items():
+            if section == "rl_module" and key == "model_config":
+                chosen = trial_config.get("_model_config") or {}
+                out += [f"++algo.rl_module.model_config.{k}={json.dumps(chosen[k])}" for k in spec if k in chosen]
+            elif key in trial_config:
+                out.append(f"++algo.{section}.{key}={json.dumps(trial_config[key])}")
+    # `tune.search={}` would merge into the preset's search; deleting each section replaces it.
+    return [*out, *(f"~tune.search.{section}" for section in cfg.tune.search), "tune.num_samples=1"]
+
+
 def num_trials(cfg: Config) -> int:
     grid = 1
     for entries in cfg.tune.search.values():
@@ -171,6 +188,8 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
         restore=resuming)
     summary = summarize(c, outcomes, restore_plan, time.perf_counter() - start, storage)
     keep = [o for o in overrides or [] if not o.lstrip("+~").startswith(("resume=", "restore."))]
+    keep += pinned_search(c, next((t["config"] for t in summary["trials"]
+                                   if t["checkpoint"] and t["checkpoint"] == summary["checkpoint"]), {}))
     summary["resume_command"] = (report.resume_command(summary["checkpoint"], " ".join(map(shlex.quote, keep)))
                                  if summary["checkpoint"] else None)
     report.write_summary(str(out_dir(c)), summary)

@@ -206,7 +206,7 @@ def fit(run: TuneRun, *, printer: Any = print, restore: bool = False) -> tuple[l
             metrics=metrics,
             status="ERROR" if result.error else "TERMINATED",
             error=str(result.error).strip().splitlines()[-1][:500] if result.error else None,
-            config={k: v for k, v in (result.config or {}).items() if _plain(v)},
+            config={k: v for k, v in (result.config or {}).items() if _plain(v) or k == "_model_config"},
         ))
     return outcomes, guard
 
