@@ -135,6 +135,15 @@ def test_per_agent_stop_needs_every_agent(returns, reached):
     assert not guard.missing
 
 
+def test_per_agent_stop_waits_for_an_agent_missing_from_this_result():
+    from rlgraft.tuning import StopGuard
+
+    guard = StopGuard({PER_AGENT: -300.0})
+    assert not guard("t", {"training_iteration": 1, "env_runners": {"agent_episode_returns_mean": {
+        "0": -900.0, "1": -900.0}}})
+    assert not guard("t", {"training_iteration": 2, "env_runners": {"agent_episode_returns_mean": {"0": -200.0}}})
+
+
 def test_per_agent_stop_that_matches_nothing_is_an_error():
     from rlgraft.tuning import StopGuard
 

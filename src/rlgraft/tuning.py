@@ -6,6 +6,7 @@ import fnmatch
 import math
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ class StopGuard(Stopper):
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         flat = flatten_dict(result, delimiter="/")
         self._seen |= set(flat)
-        if any(reached(flat, key, limit) for key, limit in self.thresholds.items()):
+        if any(reached(flat, key, limit, self._seen) for key, limit in self.thresholds.items()):
             return True
         if result.get("training_iteration", 0) >= self.grace:
             absent = [k for k in self.thresholds if not matching(self._seen, k)]
@@ -65,16 +66,20 @@ class StopGuard(Stopper):
         )
 
 
-def matching(keys: Any, key: str) -> list[str]:
+def matching(keys: Collection[str], key: str) -> list[str]:
     """The result keys a stop key names: itself, or every match of a `*` pattern."""
     if "*" not in key:
         return [key] if key in keys else []
     return [k for k in keys if fnmatch.fnmatchcase(k, key)]
 
 
-def reached(flat: dict[str, Any], key: str, limit: float) -> bool:
-    """Every value the key names is a number at or above the limit (and there is at least one)."""
-    values = [flat[k] for k in matching(flat, key)]
+def reached(flat: dict[str, Any], key: str, limit: float, seen: set[str] | None = None) -> bool:
+    """Every value the key names is a number at or above the limit (and there is at least one).
+
+    `seen`: keys of earlier results too, so an agent missing from this result (no episode ended)
+    counts as not reached rather than being left out of "every".
+    """
+    values = [flat.get(k) for k in matching(set(flat) | (seen or set()), key)]
     return bool(values) and all(isinstance(v, int | float) and not math.isnan(v) and v >= limit
                                 for v in values)
 
