@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import time
@@ -76,31 +77,42 @@ def out_dir(c: Config) -> Path:
     return Path(c.output_dir)
 
 
+def searched(cfg: Config) -> list[tuple[str, str, Any]]:
+    """Every searched option as (section, option, spec); model_config entries as `model_config.<key>`."""
+    out = []
+    for section, entries in cfg.tune.search.items():
+        for key, spec in entries.items():
+            if section == "rl_module" and key == "model_config":
+                out += [(section, f"{key}.{k}", v) for k, v in spec.items()]
+            else:
+                out.append((section, key, spec))
+    return out
+
+
 def param_space(config: Any, cfg: Config) -> Any:
     """The AlgorithmConfig itself, or its dict with Tune search objects where `tune.search` says."""
     if not cfg.tune.search:
         return config
     from rlgraft.tuning import sampler
 
-    space = config.to_dict()
     for section, entries in cfg.tune.search.items():
         if section not in algo.SECTIONS or not isinstance(entries, dict):
             raise RlgraftError(f"tune.search.{section} is not an algo section",
                                fix=f"use one of {', '.join(algo.SECTIONS)}, e.g. "
                                    "tune.search.training.lr={grid:[1e-3,3e-4]}")
         algo.check_section(type(config), section, dict.fromkeys(entries))
-        for key, spec in entries.items():
-            where = f"tune.search.{section}.{key}"
-            if section == "rl_module" and key == "model_config":
-                sub = dict(space.get("_model_config") or {})
-                algo.check_section(type(config), section, {"model_config": dict.fromkeys(spec)})
-                sub.update({k: sampler(v, f"{where}.{k}") for k, v in spec.items()})
-                space["_model_config"] = sub
-            elif key in space:
-                space[key] = sampler(spec, where)
-            else:
-                raise RlgraftError(f"{where} cannot be searched by Tune (no config field {key!r})",
-                                   fix="search another option or set it per job with Hydra -m")
+    space = config.to_dict()
+    for section, key, spec in searched(cfg):
+        where = f"tune.search.{section}.{key}"
+        if key.startswith("model_config."):
+            name = key.removeprefix("model_config.")
+            algo.check_section(type(config), section, {"model_config": {name: None}})
+            space["_model_config"] = {**(space.get("_model_config") or {}), name: sampler(spec, where)}
+        elif key in space:
+            space[key] = sampler(spec, where)
+        else:
+            raise RlgraftError(f"{where} cannot be searched by Tune (no config field {key!r})",
+                               fix="search another option or set it per job with Hydra -m")
     return space
 
 
@@ -110,26 +122,18 @@ def pinned_search(cfg: Config, trial_config: dict[str, Any]) -> list[str]:
     if not cfg.tune.search and cfg.tune.num_samples == 1:
         return []
     out = []
-    for section, entries in cfg.tune.search.items():
-        for key, spec in entries.items():
-            if section == "rl_module" and key == "model_config":
-                chosen = trial_config.get("_model_config") or {}
-                out += [f"++algo.rl_module.model_config.{k}={json.dumps(chosen[k])}" for k in spec if k in chosen]
-            elif key in trial_config:
-                out.append(f"++algo.{section}.{key}={json.dumps(trial_config[key])}")
+    for section, key, _ in searched(cfg):
+        values, name = ((trial_config.get("_model_config") or {}, key.removeprefix("model_config."))
+                        if key.startswith("model_config.") else (trial_config, key))
+        if name in values:
+            out.append(f"++algo.{section}.{key}={json.dumps(values[name])}")
     # `tune.search={}` would merge into the preset's search; deleting each section replaces it.
     return [*out, *(f"~tune.search.{section}" for section in cfg.tune.search), "tune.num_samples=1"]
 
 
 def num_trials(cfg: Config) -> int:
-    grid = 1
-    for entries in cfg.tune.search.values():
-        for key, spec in entries.items():
-            specs = spec.values() if key == "model_config" else [spec]
-            for s in specs:
-                if isinstance(s, dict) and "grid" in s:
-                    grid *= len(s["grid"])
-    return grid * cfg.tune.num_samples
+    grids = [len(spec["grid"]) for _, _, spec in searched(cfg) if isinstance(spec, dict) and "grid" in spec]
+    return math.prod(grids) * cfg.tune.num_samples
 
 
 def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: list[str] | None = None,
