@@ -190,10 +190,11 @@ def to_config(cfg: DictConfig | Config) -> Config:
 
 def validate(cfg: Config) -> None:
     """Cross-field rules, checked before Ray starts."""
-    if not stop_thresholds(cfg.stop):
+    stop = stop_thresholds(cfg.stop)
+    if not stop:
         raise RlgraftError("`stop` is empty, so the run would never end",
                            fix="set e.g. stop.num_env_steps_sampled_lifetime=8000")
-    for key, value in stop_thresholds(cfg.stop).items():
+    for key, value in stop.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RlgraftError(f"stop threshold `{key}` is {value!r}, not a number",
                                fix=f"give a number, e.g. stop.{key.replace('/', '.')}=8000")
