@@ -18,8 +18,7 @@ from pathlib import Path
 
 from common import ROOT, machine, run_logged
 
-from rlgraft.schema import stop_thresholds
-from rlgraft.tuning import reached
+from rlgraft.stopping import reached, stop_thresholds
 
 TARGETS = {"pendulum": ("pendulum_solve", "anchor_pendulum.py"),
            "multi": ("multi_pendulum_solve", "anchor_multi_pendulum.py")}

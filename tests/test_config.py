@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 import rlgraft
-from rlgraft import algo, api, envs, schema
+from rlgraft import algo, configs, envs, schema, search, stopping
 from rlgraft.errors import RlgraftError
 
 
@@ -17,7 +17,7 @@ def typed(overrides: list[str] | None = None) -> schema.Config:
     return schema.to_config(rlgraft.compose(overrides))
 
 
-PRESETS = sorted(p.stem for p in (api.CONF_DIR / "experiment").glob("*.yaml"))
+PRESETS = sorted(p.stem for p in (configs.CONF_DIR / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -108,15 +108,15 @@ def test_unknown_builder_options_name_the_key_before_ray(override, words):
 ])
 def test_stop_key_typos_fail_before_ray(stop, word):
     with pytest.raises(RlgraftError) as err:
-        api.check_stop_keys(stop)
+        stopping.check_stop_keys(stop)
     assert word in str(err.value)
 
 
 def test_nested_stop_keys_flatten_with_slash():
     cfg = typed(["+stop.env_runners.episode_return_mean=-300"])
-    flat = schema.flatten(cfg.stop)
+    flat = stopping.flatten(cfg.stop)
     assert flat == {"num_env_steps_sampled_lifetime": 8000, "env_runners/episode_return_mean": -300}
-    api.check_stop_keys(flat)  # a real key passes
+    stopping.check_stop_keys(flat)  # a real key passes
 
 
 PER_AGENT = "env_runners/agent_episode_returns_mean/*"
@@ -157,14 +157,14 @@ def test_per_agent_stop_that_matches_nothing_is_an_error():
 
 def test_per_agent_stop_composes_from_the_command_line():
     cfg = typed([f"+stop={{{PER_AGENT}: -300}}"])
-    assert schema.flatten(cfg.stop)[PER_AGENT] == -300
-    api.check_stop_keys(schema.flatten(cfg.stop))
+    assert stopping.flatten(cfg.stop)[PER_AGENT] == -300
+    stopping.check_stop_keys(stopping.flatten(cfg.stop))
 
 
 def test_multi_agent_solve_preset_is_the_single_agent_one_per_policy():
     single, multi = typed(["experiment=pendulum_solve"]), typed(["experiment=multi_pendulum_solve"])
     assert multi.algo == single.algo and multi.env.multi_agent and multi.env.num_agents == 2
-    assert schema.stop_thresholds(multi.stop) == {"num_env_steps_sampled_lifetime": 500000, PER_AGENT: -300}
+    assert stopping.stop_thresholds(multi.stop) == {"num_env_steps_sampled_lifetime": 500000, PER_AGENT: -300}
 
 
 @pytest.mark.parametrize("override, word", [("restore.modules={p1:p0}", "+resume"),
@@ -172,7 +172,7 @@ def test_multi_agent_solve_preset_is_the_single_agent_one_per_policy():
                                             ("mode=maximum", "mode")])
 def test_cross_field_rules(override, word):
     with pytest.raises(RlgraftError) as err:
-        api.prepare(rlgraft.compose([override]), output_dir="/tmp/rlgraft-never-written")
+        configs.prepare(rlgraft.compose([override]), output_dir="/tmp/rlgraft-never-written")
     assert word in str(err.value)
 
 
@@ -195,13 +195,13 @@ def test_search_space_yaml_becomes_tune_samplers():
         "+tune.search.training.num_epochs={randint:[1,10]}", "+tune.search.training.minibatch_size={choice:[64,128]}",
         "+tune.search.rl_module.model_config={fcnet_hiddens:{grid:[[32],[64]]}}", "tune.num_samples=3"])
     config = algo.build(cfg)
-    space = api.param_space(config, cfg)
+    space = search.param_space(config, cfg)
     assert isinstance(space["lr"], Float) and space["lr"].lower == 1e-5
     assert isinstance(space["gamma"], Float) and isinstance(space["num_epochs"], Integer)
     assert isinstance(space["minibatch_size"], Categorical)
     assert space["_model_config"]["fcnet_hiddens"] == {"grid_search": [[32], [64]]}
     assert space["_model_config"]["fcnet_activation"] == "relu"  # the rest of model_config is kept
-    assert api.num_trials(cfg) == 6  # 2 grid points x 3 samples
+    assert search.num_trials(cfg) == 6  # 2 grid points x 3 samples
 
 
 @pytest.mark.parametrize("override, word", [
@@ -212,5 +212,5 @@ def test_search_space_yaml_becomes_tune_samplers():
 def test_search_space_errors_name_the_entry(override, word):
     cfg = typed([override])
     with pytest.raises(RlgraftError) as err:
-        api.param_space(algo.build(cfg), cfg)
+        search.param_space(algo.build(cfg), cfg)
     assert word in str(err.value)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rlgraft
-from rlgraft import checkpoints
+from rlgraft import checkpoints, discovery
 from rlgraft.errors import RlgraftError
 from tests.conftest import run_cli, tree_digest
 
@@ -109,11 +109,11 @@ def test_every_path_form_resolves(three_checkpoints, single_run, tmp_path):
     experiment = Path(three_checkpoints["experiment_path"])
     run_dir = Path(three_checkpoints["output_dir"])
     for form in (trial, experiment, run_dir):
-        ck, how = checkpoints.resolve(str(form), base="/", pick="latest")
+        ck, how = discovery.resolve(str(form), base="/", pick="latest")
         assert ck == three_checkpoints["checkpoint"], (form, how)
         assert "latest (iteration 3) of 3" in how
     rel = Path(single_run["checkpoint"]).relative_to(Path(single_run["output_dir"]).parent)
-    ck, _ = checkpoints.resolve(str(rel), base=str(Path(single_run["output_dir"]).parent))
+    ck, _ = discovery.resolve(str(rel), base=str(Path(single_run["output_dir"]).parent))
     assert ck == single_run["checkpoint"]
 
 
@@ -124,7 +124,7 @@ def test_pick_best_uses_the_metric(three_checkpoints):
     rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
     returns = {r["training_iteration"]: r["env_runners"].get("episode_return_mean") for r in rows}
     best_it = max((it for it, v in returns.items() if v is not None), key=lambda it: returns[it])
-    ck, how = checkpoints.resolve(str(trial), base="/", pick="best",
+    ck, how = discovery.resolve(str(trial), base="/", pick="best",
                                   metric="env_runners/episode_return_mean")
     assert checkpoints.counters_of(Path(ck))[1] == best_it, how
 

@@ -10,7 +10,7 @@ import pytest
 from ray import cloudpickle, tune
 
 import rlgraft
-from rlgraft import checkpoints
+from rlgraft import checkpointable, checkpoints
 
 QUIET = {"printer": lambda *_: None}
 
@@ -126,7 +126,7 @@ class RecordLoaded:
         self.out = out
 
     def __call__(self, *, algorithm, **kwargs):
-        state = checkpoints.learner_state(algorithm, ["p1"])["p1"]
+        state = checkpointable.learner_state(algorithm, ["p1"])["p1"]
         Path(self.out).write_text(json.dumps({"digest": checkpoints.digest(state),
                                               "iteration": algorithm.iteration}))
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import rlgraft
-from rlgraft import api
+from rlgraft import configs, search
 from tests.conftest import ROOT, TINY, run_cli
 
 TINY_NO_STOP = [o for o in TINY if not o.startswith("stop.")]
@@ -63,8 +63,8 @@ def test_grid_preset_runs_trials_concurrently(tmp_path):
                    f"++algo.training.minibatch_size={best['config']['minibatch_size']}", "~tune.search.training"):
         assert pinned in s["resume_command"]
     pinned = [o for o in shlex.split(s["resume_command"])[3:-1] if not o.startswith("hydra.")]
-    cfg = api.prepare(rlgraft.compose(pinned), str(tmp_path / "resumed"))
-    assert api.num_trials(cfg) == 1 and cfg.algo.training["lr"] == best["config"]["lr"]
+    cfg = configs.prepare(rlgraft.compose(pinned), str(tmp_path / "resumed"))
+    assert search.num_trials(cfg) == 1 and cfg.algo.training["lr"] == best["config"]["lr"]
 
 
 def test_kill_9_then_rerun_skips_finished_and_resumes_the_rest(tmp_path):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import rlgraft
-from rlgraft import evaluation, tools
+from rlgraft import evaluation
+from rlgraft.evaluation import evaluate_checkpoint
 from rlgraft.schema import EnvConfig, EvaluateConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,15 +61,15 @@ def test_evaluate_single_with_render(single_run, tmp_path):
 
 
 def test_evaluate_multi_reports_each_agent_and_policy(multi_run, tmp_path):
-    result = tools.evaluate(EvaluateConfig(checkpoint=multi_run["checkpoint"], episodes=2), str(tmp_path))
+    result = evaluate_checkpoint(EvaluateConfig(checkpoint=multi_run["checkpoint"], episodes=2), str(tmp_path))
     assert set(result["per_agent"]) == {"0", "1"} and set(result["per_module"]) == {"p0", "p1"}
     assert evaluation.env_of(multi_run["checkpoint"]).num_agents == 2
     assert (tmp_path / "evaluation.json").is_file()
 
 
 def test_evaluate_is_deterministic_by_default(single_run, tmp_path):
-    a = tools.evaluate(EvaluateConfig(checkpoint=single_run["checkpoint"], episodes=1), str(tmp_path / "a"))
-    b = tools.evaluate(EvaluateConfig(checkpoint=single_run["checkpoint"], episodes=1), str(tmp_path / "b"))
+    a = evaluate_checkpoint(EvaluateConfig(checkpoint=single_run["checkpoint"], episodes=1), str(tmp_path / "a"))
+    b = evaluate_checkpoint(EvaluateConfig(checkpoint=single_run["checkpoint"], episodes=1), str(tmp_path / "b"))
     assert a["per_agent"] == b["per_agent"]
 
 
@@ -76,11 +77,11 @@ def test_evaluate_unknown_module_and_env_errors(multi_run, tmp_path):
     res = cli("export", f"+checkpoint={multi_run['checkpoint']}", "module_id=p9", f"hydra.run.dir={tmp_path}")
     assert res.returncode == 2 and "'p9' is not in the checkpoint" in res.stderr
     with pytest.raises(rlgraft.RlgraftError, match="NoSuch-v0"):
-        tools.evaluate(EvaluateConfig(checkpoint=multi_run["checkpoint"], env=EnvConfig(id="NoSuch-v0")),
-                       str(tmp_path))
+        evaluate_checkpoint(EvaluateConfig(checkpoint=multi_run["checkpoint"], env=EnvConfig(id="NoSuch-v0")),
+                            str(tmp_path))
     with pytest.raises(rlgraft.RlgraftError, match="lacks"):
-        tools.evaluate(EvaluateConfig(checkpoint=multi_run["checkpoint"], env=EnvConfig(id="Pendulum-v1")),
-                       str(tmp_path))
+        evaluate_checkpoint(EvaluateConfig(checkpoint=multi_run["checkpoint"], env=EnvConfig(id="Pendulum-v1")),
+                            str(tmp_path))
 
 
 def test_export_round_trip_without_ray(multi_run, tmp_path):

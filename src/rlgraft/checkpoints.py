@@ -1,9 +1,9 @@
-"""Checkpoint discovery, safe inspection, and the one place that calls RLlib's Checkpointable API.
+"""Read an RLlib checkpoint without running code from it: metadata, modules, counters, digests.
 
-Reading: metadata and module weights are read with a restricted unpickler that builds numpy arrays,
+Metadata and module weights are read with a restricted unpickler that builds numpy arrays,
 gymnasium spaces and plain containers, and stands in a harmless placeholder for any other class, so
-inspecting a checkpoint runs no code from it. Restoring (inside Ray) does unpickle fully, as RLlib
-does: restore only from checkpoints you trust.
+inspecting a checkpoint runs no code from it. Restoring (inside Ray, `checkpointable`) does unpickle
+fully, as RLlib does: restore only from checkpoints you trust.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ UNTRUSTED_NOTE = ("checkpoints hold pickled Python objects, so restoring one run
                   "only restore checkpoints you trust")
 
 
-# --------------------------------------------------------------------------- safe reading
 class Opaque:
     """Placeholder for a class the safe reader will not import; keeps its dotted name."""
 
@@ -82,7 +81,7 @@ def safe_load(path: Path) -> Any:
         ) from exc
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError) as exc:
@@ -90,7 +89,6 @@ def _read_json(path: Path) -> dict[str, Any]:
                            fix="the checkpoint is damaged: use another checkpoint") from exc
 
 
-# --------------------------------------------------------------------------- inspection
 @dataclass
 class ModuleInfo:
     module_id: str
@@ -183,7 +181,7 @@ def read(path: str | Path) -> CheckpointInfo:
     if not is_algorithm_checkpoint(root):
         raise RlgraftError(f"`{root}` is not an RLlib algorithm checkpoint (no {ALGO_METADATA})",
                            fix="point at a folder written by save_to_path() or a Tune checkpoint_*")
-    meta = _read_json(root / ALGO_METADATA)
+    meta = read_json(root / ALGO_METADATA)
     missing = [n for n in STATE_FILES if not (root / n).is_file()]
     if missing:
         raise RlgraftError(f"checkpoint `{root}` is incomplete: {', '.join(missing)} missing",
@@ -206,108 +204,6 @@ def read(path: str | Path) -> CheckpointInfo:
     )
 
 
-# --------------------------------------------------------------------------- discovery
-@dataclass
-class Candidate:
-    path: str
-    iteration: int
-    metric: float | None = None
-    mtime: float = 0.0
-
-
-def _results_by_iteration(trial_dir: Path, metric: str) -> dict[int, float]:
-    out: dict[int, float] = {}
-    result_file = trial_dir / "result.json"
-    if not result_file.is_file():
-        return out
-    for line in result_file.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        value: Any = row
-        for part in metric.split("/"):
-            value = value.get(part) if isinstance(value, dict) else None
-        if isinstance(value, int | float) and "training_iteration" in row:
-            out[int(row["training_iteration"])] = float(value)
-    return out
-
-
-def candidates(root: Path, metric: str, max_depth: int = 6) -> list[Candidate]:
-    """Every algorithm checkpoint under `root` (or `root` itself), with its iteration and metric."""
-    found: list[Path] = []
-    if is_algorithm_checkpoint(root):
-        found = [root]
-    else:
-        summary = root / "summary.json"
-        if summary.is_file():
-            data = _read_json(summary)  # an rlgraft run or multirun job: every checkpoint of its trials
-            trial_dirs = [Path(t["path"]) for t in data.get("trials", []) if t.get("path")]
-            found = [ck for d in trial_dirs for ck in _walk(d, 1)]
-            if not found and data.get("checkpoint") and is_algorithm_checkpoint(Path(data["checkpoint"])):
-                found = [Path(data["checkpoint"])]
-        if not found:
-            found = _walk(root, max_depth)
-    out = []
-    for ck in found:
-        try:
-            _, iteration = counters_of(ck)
-        except RlgraftError:
-            iteration = None
-        it = iteration if iteration is not None else -1
-        metrics = _results_by_iteration(ck.parent, metric)
-        out.append(Candidate(str(ck), it, metrics.get(it), ck.stat().st_mtime))
-    return out
-
-
-def _walk(root: Path, depth: int) -> list[Path]:
-    if depth < 0 or not root.is_dir():
-        return []
-    if is_algorithm_checkpoint(root):
-        return [root]
-    out: list[Path] = []
-    for child in sorted(root.iterdir()):
-        if child.is_dir() and not child.name.startswith("."):
-            out += _walk(child, depth - 1)
-    return out
-
-
-def resolve(path: str, *, base: str, pick: str = "latest", metric: str = "", mode: str = "max") -> tuple[str, str]:
-    """PATH in any accepted form -> (absolute checkpoint dir, how it was chosen)."""
-    p = Path(path).expanduser()
-    p = (Path(base) / p) if not p.is_absolute() else p
-    p = p.resolve()
-    if not p.exists():
-        raise RlgraftError(f"checkpoint path `{p}` does not exist",
-                           found=f"it was given as {path!r} and resolved against {base}",
-                           fix="check the path; quote paths that contain '=' or ',' like "
-                               "'+resume=\"/abs/path/with=,chars\"'")
-    if p.is_file():
-        raise RlgraftError(f"`{p}` is a file, not a checkpoint folder",
-                           fix="point at the folder that holds rllib_checkpoint.json, or at a "
-                               "Tune trial, Tune experiment or rlgraft run folder")
-    cands = candidates(p, metric)
-    if not cands:
-        raise RlgraftError(f"`{p}` is not a checkpoint and holds none",
-                           found="no rllib_checkpoint.json in it or below it, and no summary.json "
-                                 "naming one",
-                           fix="point at a checkpoint folder, a Tune trial/experiment folder or an "
-                               "rlgraft run folder")
-    if len(cands) == 1:
-        return cands[0].path, "the only checkpoint"
-    if pick == "best":
-        scored = [c for c in cands if c.metric is not None]
-        if not scored:
-            raise RlgraftError(f"restore.pick=best but no checkpoint under `{p}` has a `{metric}` value",
-                               fix="use restore.pick=latest or set metric=... to a reported key")
-        sign = 1 if mode == "max" else -1
-        best = max(scored, key=lambda c: sign * (c.metric or 0.0))
-        return best.path, f"best {metric}={best.metric:.4g} of {len(cands)} checkpoints"
-    latest = max(cands, key=lambda c: (c.iteration, c.mtime))
-    return latest.path, f"latest (iteration {latest.iteration}) of {len(cands)} checkpoints"
-
-
-# --------------------------------------------------------------------------- digests
 def digest(state: dict[str, Any], keys: list[str] | None = None) -> str:
     """Order-independent SHA-256 of named arrays (torch or numpy); short, for reports."""
     h = hashlib.sha256()
@@ -320,93 +216,6 @@ def digest(state: dict[str, Any], keys: list[str] | None = None) -> str:
         h.update(str(arr.shape).encode())
         h.update(arr.tobytes())
     return h.hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------- RLlib calls
-def restore_all(algorithm: Any, checkpoint: str) -> None:
-    algorithm.restore_from_path(checkpoint)
-
-
-def restore_module(algorithm: Any, checkpoint: str, source: str, target: str) -> None:
-    algorithm.restore_from_path(str(Path(checkpoint) / MODULES / source), component=f"{MODULES}/{target}")
-
-
-def restore_component(algorithm: Any, source_path: str, component: str) -> None:
-    algorithm.restore_from_path(source_path, component=component)
-
-
-def learner_state(algorithm: Any, module_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Module weights as the learner holds them."""
-    state = algorithm.learner_group.get_state(
-        components=[f"learner/rl_module/{m}" for m in module_ids])
-    return dict(state["learner"]["rl_module"])
-
-
-def sync_env_runners(algorithm: Any, timeout_s: float = 60.0) -> None:
-    """Push the learner's weights to every EnvRunner (local, remote, evaluation) and wait for each.
-
-    RLlib's own post-restore `sync_weights` is fire-and-forget and skips runners with a request in
-    flight; this is a blocking call per runner, so the weights are there when it returns.
-    """
-    import ray
-
-    weights = algorithm.learner_group.get_state(components="learner/rl_module",
-                                                inference_only=True)["learner"]["rl_module"]
-    ref = ray.put({"rl_module": weights})
-    for group in _runner_groups(algorithm):
-        group.foreach_env_runner(_SetState(ref), local_env_runner=True, timeout_seconds=timeout_s)
-
-
-@dataclass(frozen=True)
-class SyncAfterLoad:
-    """`on_checkpoint_loaded` callback: Tune's own trial restore has the same fire-and-forget sync."""
-
-    def __call__(self, *, algorithm: Any, **kwargs: Any) -> None:
-        sync_env_runners(algorithm)
-
-
-@dataclass(frozen=True)
-class _SetState:
-    ref: Any
-
-    def __call__(self, runner: Any) -> None:
-        import ray
-
-        runner.set_state(ray.get(self.ref))
-
-
-def _runner_groups(algorithm: Any) -> list[Any]:
-    return [g for g in (getattr(algorithm, "env_runner_group", None),
-                        getattr(algorithm, "eval_env_runner_group", None)) if g is not None]
-
-
-def _runner_digests(runner: Any) -> dict[str, dict[str, str]]:
-    state = runner.get_state(components="rl_module", inference_only=True).get("rl_module", {})
-    if state and all(not isinstance(v, dict) for v in state.values()):
-        state = {"default_policy": state}  # single-agent runners hold one module
-    return {mid: {k: digest({k: v}) for k, v in sd.items()} for mid, sd in state.items()
-            if isinstance(sd, dict)}
-
-
-def runner_digests(algorithm: Any) -> list[tuple[str, dict[str, dict[str, str]]]]:
-    """Per-parameter digests of every EnvRunner's modules: (runner label, {module: {param: digest}})."""
-    out: list[tuple[str, dict[str, dict[str, str]]]] = []
-    for label, group in zip(("env_runner", "eval_env_runner"), _runner_groups(algorithm), strict=False):
-        local = getattr(group, "local_env_runner", None)
-        if local is not None:
-            out.append((f"{label}[local]", _runner_digests(local)))
-        if group.num_remote_workers():
-            results = group.foreach_env_runner(_runner_digests, local_env_runner=False,
-                                               timeout_seconds=60)
-            out += [(f"{label}[remote {i + 1}]", r) for i, r in enumerate(results)]
-    return out
-
-
-def load_module(module_dir: str | Path) -> Any:
-    """`RLModule.from_checkpoint`: unpickles the module class (trusted checkpoints only)."""
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    return RLModule.from_checkpoint(str(module_dir))
 
 
 def run_params(checkpoint: str | Path) -> dict[str, Any]:

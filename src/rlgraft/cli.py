@@ -1,12 +1,27 @@
-"""What every entry point does with a user error: one paragraph on stderr, a non-zero exit."""
+"""The command line: `rlgraft run|inspect|evaluate|export|report`, each a thin layer over a library
+call, and one paragraph on stderr with a non-zero exit for every user error."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
 from rlgraft.errors import RlgraftError
+from rlgraft.schema import register
+
+CONF = "pkg://rlgraft.conf"
+# How the user started rlgraft, for the resume command a run prints (`launch` sets it).
+program = "rlgraft run"
+
+register()
 
 
 def guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -15,3 +30,117 @@ def guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except RlgraftError as err:
         print(f"rlgraft: error: {err.paragraph()}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="config")
+def run_app(cfg: DictConfig) -> float | None:
+    """Train (and optionally restore) from config; a sweep job records its failure and the sweep goes on."""
+    import rlgraft
+    from rlgraft.report import write_summary
+
+    hc = HydraConfig.get()
+    sweep = hc.mode == RunMode.MULTIRUN
+    try:
+        summary = rlgraft.run(cfg, output_dir=hc.runtime.output_dir, overrides=list(hc.overrides.task),
+                              skip_finished=sweep, program=program)
+    except Exception as err:
+        message = err.paragraph() if isinstance(err, RlgraftError) else f"{type(err).__name__}: {err}"
+        print(f"rlgraft: error: {message}", file=sys.stderr)
+        if not sweep:
+            sys.exit(getattr(err, "exit_code", 1))
+        write_summary(hc.runtime.output_dir, {"status": "error", "error": message, "trials": []})
+        return None
+    value = summary["metrics"].get(summary["metric"])
+    return float(value) if isinstance(value, int | float) else None
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="evaluate")
+def evaluate_app(cfg: DictConfig) -> None:
+    """Evaluate a checkpoint's modules on the CPU, without Ray: `+checkpoint=PATH [episodes=20]`."""
+    from rlgraft.evaluation import evaluate_checkpoint, render_table
+
+    print(render_table(guarded(evaluate_checkpoint, cfg, HydraConfig.get().runtime.output_dir)))
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="export")
+def export_app(cfg: DictConfig) -> None:
+    """Export a checkpoint's modules as Ray-free TorchScript files: `+checkpoint=PATH [module_id=p1]`."""
+    from rlgraft.export import export_checkpoint
+
+    for module_id, files in guarded(export_checkpoint, cfg, HydraConfig.get().runtime.output_dir).items():
+        print(f"{module_id}: {files['model']} (+ {files['meta']})")
+
+
+def inspect_app(argv: list[str] | None = None, prog: str = "rlgraft inspect") -> int:
+    """Show a checkpoint's components, modules and graft overrides, without running code from it."""
+    from rlgraft.inspection import inspect, render
+
+    parser = argparse.ArgumentParser(prog=prog, description=inspect_app.__doc__)
+    parser.add_argument("path", help="checkpoint, Tune trial/experiment dir, or rlgraft run dir")
+    parser.add_argument("--pick", choices=["latest", "best"], default="latest")
+    parser.add_argument("--metric", default="env_runners/episode_return_mean")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    report = guarded(inspect, args.path, pick=args.pick, metric=args.metric)
+    run = prog.removesuffix("inspect") + "run"  # `rlgraft run` or `python -m experiments.run`
+    print(json.dumps(report, indent=2, default=str) if args.json else render(report, run))
+    return 0
+
+
+def report_app(argv: list[str] | None = None, prog: str = "rlgraft report") -> int:
+    """Rebuild sweep.csv, sweep.md and plots for a run or multirun dir."""
+    from rlgraft.sweep import build
+
+    parser = argparse.ArgumentParser(prog=prog, description=report_app.__doc__)
+    parser.add_argument("dir", help="outputs/DATE/TIME or multirun/DATE/TIME")
+    args = parser.parse_args(argv)
+    result = guarded(build, args.dir)
+    print(f"{result['jobs']} jobs ({len(result['failed'])} failed): {result['md']}, {result['csv']}")
+    for p in result["plots"]:
+        print(f"plot: {p}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {"run": run_app, "inspect": inspect_app, "evaluate": evaluate_app,
+                                           "export": export_app, "report": report_app}
+HYDRA_APPS = {"run", "evaluate", "export"}
+USAGE = """usage: rlgraft COMMAND [ARGS]
+
+commands:
+  run        train (and restore) from config: rlgraft run [experiment=NAME] [+resume=PATH] [key=value ...]
+  inspect    show a checkpoint's modules, spaces and graft overrides: rlgraft inspect PATH
+  evaluate   run episodes with a checkpoint's modules: rlgraft evaluate +checkpoint=PATH [episodes=20]
+  export     TorchScript files per module: rlgraft export +checkpoint=PATH [module_id=p1]
+  report     sweep table and plots: rlgraft report DIR
+
+`rlgraft run --help` lists the config groups and presets; `rlgraft run -cd DIR ...` adds your own
+config folder (DIR/experiment/NAME.yaml) in front of rlgraft's."""
+
+
+def launch(command: str, argv: list[str], prog: str) -> Any:
+    """Run one command as `prog` (`rlgraft run`, or `python -m experiments.run` in a checkout)."""
+    global program
+    program = prog
+    if command in HYDRA_APPS:
+        sys.argv = [prog, *argv]  # Hydra reads its overrides and flags from sys.argv
+        return COMMANDS[command]()
+    return COMMANDS[command](argv, prog=prog)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `rlgraft` console command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        from rlgraft.errors import did_you_mean
+
+        print(f"rlgraft: error: unknown command {command!r}{did_you_mean(command, COMMANDS)}.\n{USAGE}",
+              file=sys.stderr)
+        return 2
+    if "" not in sys.path and command in HYDRA_APPS:
+        sys.path.insert(0, "")  # the user's own env modules import from where they run, as with `python -m`
+    result = launch(command, rest, f"rlgraft {command}")
+    return result if isinstance(result, int) else 0

@@ -8,11 +8,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig
 
-from rlgraft import checkpoints, envs
+from rlgraft import checkpoints, discovery, envs
 from rlgraft.errors import RlgraftError
 from rlgraft.policy import Policy, load_policy
-from rlgraft.schema import EnvConfig
+from rlgraft.schema import EnvConfig, EvaluateConfig, to_evaluate_config
+
+
+def evaluate_checkpoint(cfg: DictConfig | EvaluateConfig, output_dir: str) -> dict[str, Any]:
+    """`rlgraft evaluate`: evaluate the given checkpoint and write evaluation.json (and episode.gif)."""
+    c = to_evaluate_config(cfg)
+    ck = discovery.given(c)
+    env = c.env or env_of(ck)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = evaluate(ck, env, episodes=c.episodes, explore=c.explore, seed=c.seed,
+                      render_to=str(out / "episode.gif") if c.render else None)
+    (out / "evaluation.json").write_text(json.dumps(result, indent=2))
+    return result
 
 
 def env_of(checkpoint: str) -> EnvConfig:

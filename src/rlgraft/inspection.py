@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlgraft import checkpoints
+from rlgraft import checkpoints, discovery
 
 
 def inspect(path: str, base: str = ".", pick: str = "latest", metric: str = "") -> dict[str, Any]:
     """Everything about a checkpoint, read without running code from it."""
-    ck, how = checkpoints.resolve(path, base=str(Path(base).resolve()), pick=pick, metric=metric)
+    ck, how = discovery.resolve(path, base=str(Path(base).resolve()), pick=pick, metric=metric)
     info = checkpoints.read(ck)
     params = checkpoints.run_params(ck)
     modules = {
@@ -53,7 +53,7 @@ def graft_overrides(modules: list[str], model_config: dict[str, Any]) -> list[st
     return [o + net for o in out]
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: dict[str, Any], program: str = "rlgraft run") -> str:
     lines = [f"checkpoint   {report['checkpoint']}  ({report['chosen']})",
              f"ray          {report['ray_version']} (checkpoint format {report['checkpoint_version']})",
              f"trained      iteration {report['training_iteration']}, "
@@ -68,7 +68,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"      {m['module_class'].rsplit('.', 1)[-1]}, hidden {m['fcnet_hiddens']} "
                      f"{m['fcnet_activation'] or ''}, {m['num_params']} parameters")
     lines.append("graft into a new run with")
-    lines += [f"  python -m experiments.run {o} '+resume=\"{report['checkpoint']}\"'"
+    lines += [f"  {program} {o} '+resume=\"{report['checkpoint']}\"'"
               for o in report["graft_overrides"]]
     lines.append(f"note         {report['safety']}")
     return "\n".join(lines)

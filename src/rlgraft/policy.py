@@ -1,8 +1,7 @@
-"""Use a trained module without Ray: actions in the environment's units, and a Ray-free export."""
+"""Use a trained module without Ray: observations in, actions in the environment's units out."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlgraft import checkpoints
+from rlgraft import checkpointable, checkpoints, discovery
 from rlgraft.errors import RlgraftError
 
 
@@ -67,73 +66,12 @@ def module_dir(checkpoint: str, module_id: str | None) -> tuple[Path, checkpoint
 
 def load_policy(path: str, module_id: str | None = None, *, explore: bool = False, base: str = ".") -> Policy:
     """A module from any checkpoint form PATH accepts, ready to act in env units."""
-    ck, _ = checkpoints.resolve(path, base=str(Path(base).resolve()))
+    ck, _ = discovery.resolve(path, base=str(Path(base).resolve()))
     mdir, info = module_dir(ck, module_id)
     params = checkpoints.run_params(ck)
     return Policy(
-        module=checkpoints.load_module(mdir), module_id=info.module_id,
+        module=checkpointable.load_module(mdir), module_id=info.module_id,
         observation_space=info.observation_space, action_space=info.action_space,
         normalize_actions=bool(params.get("normalize_actions", True)),
         clip_actions=bool(params.get("clip_actions", False)), explore=explore,
     )
-
-
-def export(policy: Policy, out_dir: str | Path, provenance: dict[str, Any]) -> dict[str, str]:
-    """TorchScript file: batch of observations -> deterministic actions in env units. Needs only torch."""
-    import torch
-
-    class Deterministic(torch.nn.Module):
-        low: torch.Tensor
-        high: torch.Tensor
-
-        def __init__(self, module: Any, space: gym.Space, normalize: bool, clip: bool):
-            super().__init__()
-            self.module = module
-            self.box = isinstance(space, gym.spaces.Box)
-            self.normalize, self.clip = normalize, clip
-            bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else (0.0, 0.0)
-            self.register_buffer("low", torch.as_tensor(bounds[0], dtype=torch.float32))
-            self.register_buffer("high", torch.as_tensor(bounds[1], dtype=torch.float32))
-
-        def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            inputs = self.module.forward_inference({"obs": obs})["action_dist_inputs"]
-            dist = self.module.get_inference_action_dist_cls().from_logits(inputs)
-            actions = dist.to_deterministic().sample()
-            if self.box and self.normalize:
-                actions = self.low + (actions + 1.0) * (self.high - self.low) / 2.0
-                actions = torch.clamp(actions, self.low, self.high)
-            elif self.box and self.clip:
-                actions = torch.clamp(actions, self.low, self.high)
-            return actions
-
-    wrapper = Deterministic(policy.module, policy.action_space, policy.normalize_actions,
-                            policy.clip_actions).eval()
-    example = torch.as_tensor(np.stack([policy.observation_space.sample() for _ in range(4)]),
-                              dtype=torch.float32)
-    with torch.no_grad():
-        traced = torch.jit.trace(wrapper, example, check_trace=False)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model_file = out / f"{policy.module_id}.pt"
-    traced.save(str(model_file))
-    meta = {
-        "module_id": policy.module_id, "file": model_file.name, "format": "torchscript",
-        "input": "float32 tensor [batch, *observation_space.shape]",
-        "output": "deterministic actions in the environment's units",
-        "observation_space": _space_json(policy.observation_space),
-        "action_space": _space_json(policy.action_space),
-        "normalize_actions": policy.normalize_actions, "clip_actions": policy.clip_actions,
-        **provenance,
-    }
-    meta_file = out / f"{policy.module_id}.json"
-    meta_file.write_text(json.dumps(meta, indent=2))
-    return {"model": str(model_file), "meta": str(meta_file)}
-
-
-def _space_json(space: gym.Space) -> dict[str, Any]:
-    if isinstance(space, gym.spaces.Box):
-        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
-                "low": np.asarray(space.low).tolist(), "high": np.asarray(space.high).tolist()}
-    if isinstance(space, gym.spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    return {"type": type(space).__name__, "repr": str(space)}

@@ -6,9 +6,17 @@ import json
 import math
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-KEY_METRICS = ("training_iteration", "num_env_steps_sampled_lifetime", "time_total_s")
+from omegaconf import OmegaConf
+
+if TYPE_CHECKING:
+    from rlgraft.restore import RestorePlan
+    from rlgraft.schema import Config
+    from rlgraft.tuning import TrialOutcome
+
+# How a user starts a run; a checkout's `python -m experiments.run` passes its own.
+PROGRAM = "rlgraft run"
 
 
 def _clean(value: Any) -> Any:
@@ -23,10 +31,10 @@ def _clean(value: Any) -> Any:
     return str(value)
 
 
-def resume_command(checkpoint: str, extra: str = "") -> str:
+def resume_command(checkpoint: str, extra: str = "", program: str = PROGRAM) -> str:
     """A shell-safe command; the inner quotes keep Hydra from splitting paths with '=' or ','."""
     arg = shlex.quote(f'+resume="{checkpoint}"')
-    return f"python -m experiments.run {extra + ' ' if extra else ''}{arg}"
+    return f"{program} {extra + ' ' if extra else ''}{arg}"
 
 
 def write_summary(output_dir: str, summary: dict[str, Any]) -> Path:
@@ -54,3 +62,36 @@ def closing_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"  resume:     {summary.get('resume_command') or resume_command(summary['checkpoint'])}")
     lines.append(f"  summary:    {summary['output_dir']}/summary.json")
     return lines
+
+
+def summarize(c: Config, outcomes: list[TrialOutcome], restore_plan: RestorePlan | None, wall_s: float,
+              storage: str) -> dict[str, Any]:
+    """summary.json's content: the best trial by `metric`, every trial, the restore and the config."""
+    sign = 1.0 if c.mode == "max" else -1.0
+
+    def score(o: Any) -> float:
+        v = o.metrics.get(c.metric)
+        return sign * v if isinstance(v, int | float) and v == v else float("-inf")
+
+    ok = [o for o in outcomes if o.status != "ERROR"] or outcomes
+    best = max(ok, key=score) if ok else None
+    reports = sorted((Path(str(c.output_dir)) / "restore").glob("restore-*.json"))
+    return {
+        "status": "ok" if best is not None and best.status != "ERROR" else "error",
+        "checkpoint": best.checkpoint if best else None,
+        "env_steps": int(best.metrics.get("num_env_steps_sampled_lifetime", 0)) if best else 0,
+        "iterations": int(best.metrics.get("training_iteration", 0)) if best else 0,
+        "wall_s": round(wall_s, 2),
+        "metric": c.metric,
+        "metrics": best.metrics if best else {},
+        "trials": [{"trial_id": o.trial_id, "path": o.path, "checkpoint": o.checkpoint,
+                    "status": o.status, "error": o.error, "config": o.config,
+                    "env_steps": int(o.metrics.get("num_env_steps_sampled_lifetime", 0)),
+                    "iterations": int(o.metrics.get("training_iteration", 0)),
+                    "metrics": o.metrics} for o in outcomes],
+        "output_dir": c.output_dir,
+        "experiment_path": str(Path(storage) / c.name),
+        "restore": ({**restore_plan.summary(),
+                     "reports": [json.loads(p.read_text()) for p in reports]} if restore_plan else None),
+        "config": OmegaConf.to_container(OmegaConf.structured(c), resolve=True, enum_to_str=True),
+    }

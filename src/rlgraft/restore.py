@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlgraft import checkpoints, envs
+from rlgraft import checkpointable, checkpoints, discovery, envs
 from rlgraft.checkpoints import CheckpointInfo, ModuleInfo
 from rlgraft.errors import RlgraftError
 
@@ -46,13 +46,13 @@ class RestoreCallback:
     def __call__(self, *, algorithm: Any, metrics_logger: Any = None, **kwargs: Any) -> None:
         start = time.perf_counter()
         if self.full:
-            checkpoints.restore_all(algorithm, self.checkpoint)
+            checkpointable.restore_all(algorithm, self.checkpoint)
         else:
             for t in self.transfers:
-                checkpoints.restore_module(algorithm, self.checkpoint, t.source, t.target)
+                checkpointable.restore_module(algorithm, self.checkpoint, t.source, t.target)
         for component, source in self.components:
-            checkpoints.restore_component(algorithm, source, component)
-        checkpoints.sync_env_runners(algorithm)
+            checkpointable.restore_component(algorithm, source, component)
+        checkpointable.sync_env_runners(algorithm)
         report: dict[str, Any] = self.check(algorithm) if self.verify else {"verified": False}
         report.update(checkpoint=self.checkpoint, full=self.full, seconds=round(time.perf_counter() - start, 3),
                       components=[list(c) for c in self.components], pid=os.getpid(),
@@ -67,7 +67,7 @@ class RestoreCallback:
     def check(self, algorithm: Any) -> dict[str, Any]:
         """Learner weights equal the source; every EnvRunner holds the learner's weights."""
         targets = [t.target for t in self.transfers]
-        learner = checkpoints.learner_state(algorithm, targets) if targets else {}
+        learner = checkpointable.learner_state(algorithm, targets) if targets else {}
         rows, problems = [], []
         for t in self.transfers:
             got = checkpoints.digest(learner[t.target])
@@ -76,7 +76,7 @@ class RestoreCallback:
                                 f"from source module {t.source!r}")
             rows.append({"target": t.target, "source": t.source, "digest": got,
                          "learner_matches_source": got == t.digest})
-        runners = checkpoints.runner_digests(algorithm)
+        runners = checkpointable.runner_digests(algorithm)
         for label, modules in runners:
             for t in self.transfers:
                 held = modules.get(t.target)
@@ -180,7 +180,7 @@ def param_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
 def plan(cfg: Any, config: Any) -> RestorePlan:
     """Resolve `cfg.resume`, check it against the run, and build the callback. Raises RlgraftError."""
     base = cfg.launch_dir or os.getcwd()
-    ck, how = checkpoints.resolve(cfg.resume, base=base, pick=cfg.restore.pick.value,
+    ck, how = discovery.resolve(cfg.resume, base=base, pick=cfg.restore.pick.value,
                                   metric=cfg.metric, mode=cfg.mode)
     info = checkpoints.read(ck)
     targets = envs.policies(cfg.env)
@@ -253,7 +253,7 @@ def factory(path: str | os.PathLike[str], *, modules: dict[str, str] | None = No
     Checks the checkpoint and module ids now and, given `config`, target ids and network shapes
     (with the source modules' spaces standing in for the env's), not in the trial.
     """
-    ck, _ = checkpoints.resolve(str(path), base=os.getcwd())
+    ck, _ = discovery.resolve(str(path), base=os.getcwd())
     info = checkpoints.read(ck)
     mapping = dict(modules or {m: m for m in info.modules})
     check_sources(info, mapping)

@@ -161,23 +161,6 @@ def register() -> None:
         cs.store(group=group, name=f"{group}_schema", node=node)
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested dicts with '/' (Tune's result key style)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}/{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out.update(flatten(v, key))
-        else:
-            out[key] = v
-    return out
-
-
-def stop_thresholds(stop: dict[str, Any]) -> dict[str, Any]:
-    """Flattened stop keys; null turns a key off (e.g. one a preset inherits)."""
-    return {k: v for k, v in flatten(stop).items() if v is not None}
-
-
 def to_config(cfg: DictConfig | Config) -> Config:
     """DictConfig -> typed Config object (plain Python, picklable)."""
     if isinstance(cfg, Config):
@@ -188,8 +171,19 @@ def to_config(cfg: DictConfig | Config) -> Config:
     return obj
 
 
+def to_evaluate_config(cfg: DictConfig | EvaluateConfig) -> EvaluateConfig:
+    """DictConfig -> typed EvaluateConfig (evaluate and export)."""
+    if isinstance(cfg, EvaluateConfig):
+        return cfg
+    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), cfg))
+    assert isinstance(obj, EvaluateConfig)
+    return obj
+
+
 def validate(cfg: Config) -> None:
     """Cross-field rules, checked before Ray starts."""
+    from rlgraft.stopping import stop_thresholds
+
     stop = stop_thresholds(cfg.stop)
     if not stop:
         raise RlgraftError("`stop` is empty, so the run would never end",

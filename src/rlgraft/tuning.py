@@ -1,12 +1,10 @@
-"""The one module that talks to Ray Tune: Tuner set-up, stop-key guard, progress lines, results."""
+"""The one module that talks to Ray Tune: Tuner set-up, stop guard, progress lines, trial outcomes."""
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import os
 import time
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,8 @@ from ray.tune.stopper import Stopper
 from ray.tune.utils import flatten_dict
 
 from rlgraft.errors import RlgraftError, did_you_mean
+from rlgraft.schema import Config
+from rlgraft.stopping import matching, reached
 
 # Results that never carry the key after this many iterations make the run end with an error.
 STOP_KEY_GRACE_ITERATIONS = 3
@@ -64,24 +64,6 @@ class StopGuard(Stopper):
             fix="use a key from the results, nested with dots, e.g. "
             "stop.num_env_steps_sampled_lifetime=8000 or +stop.env_runners.episode_return_mean=-300",
         )
-
-
-def matching(keys: Collection[str], key: str) -> list[str]:
-    """The result keys a stop key names: itself, or every match of a `*` pattern."""
-    if "*" not in key:
-        return [key] if key in keys else []
-    return [k for k in keys if fnmatch.fnmatchcase(k, key)]
-
-
-def reached(flat: dict[str, Any], key: str, limit: float, seen: set[str] | None = None) -> bool:
-    """Every value the key names is a number at or above the limit (and there is at least one).
-
-    `seen`: keys of earlier results too, so an agent missing from this result (no episode ended)
-    counts as not reached rather than being left out of "every".
-    """
-    values = [flat.get(k) for k in matching(set(flat) | (seen or set()), key)]
-    return bool(values) and all(isinstance(v, int | float) and not math.isnan(v) and v >= limit
-                                for v in values)
 
 
 class Progress(tune.Callback):
@@ -137,6 +119,18 @@ class TuneRun:
     scheduler: str = "fifo"
     grace_period: int = 2
 
+    @classmethod
+    def of(cls, c: Config, param_space: Any, trainable: Any, storage_path: str, stop: dict[str, float],
+           max_concurrent_trials: int) -> TuneRun:
+        """The Tune settings of a typed rlgraft config."""
+        return cls(trainable=trainable, param_space=param_space, storage_path=storage_path, name=c.name,
+                   stop=stop, metric=c.metric, mode=c.mode, num_samples=c.tune.num_samples,
+                   max_concurrent_trials=max_concurrent_trials,
+                   checkpoint_frequency=c.checkpointing.frequency, checkpoint_at_end=c.checkpointing.at_end,
+                   num_to_keep=c.checkpointing.num_to_keep, score_attribute=c.checkpointing.score_attribute,
+                   max_failures=c.tune.max_failures, experiment_state_s=c.checkpointing.experiment_state_s,
+                   scheduler=c.tune.scheduler.value, grace_period=c.tune.grace_period)
+
 
 def _scheduler(run: TuneRun) -> Any:
     if run.scheduler == "asha":
@@ -144,25 +138,6 @@ def _scheduler(run: TuneRun) -> Any:
 
         return ASHAScheduler(metric=run.metric, mode=run.mode, grace_period=run.grace_period)
     return None
-
-
-SAMPLERS = {
-    "grid": lambda v: tune.grid_search(list(v)),
-    "choice": lambda v: tune.choice(list(v)),
-    "uniform": lambda v: tune.uniform(*v),
-    "loguniform": lambda v: tune.loguniform(*v),
-    "randint": lambda v: tune.randint(*v),
-    "quniform": lambda v: tune.quniform(*v),
-}
-
-
-def sampler(spec: dict[str, Any], where: str) -> Any:
-    """`{grid: [...]}` style YAML -> a Tune search-space object."""
-    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SAMPLERS:
-        raise RlgraftError(f"search entry `{where}` is {spec!r}",
-                           fix=f"write it as one of {', '.join(f'{{{k}: ...}}' for k in SAMPLERS)}")
-    kind, values = next(iter(spec.items()))
-    return SAMPLERS[kind](values)
 
 
 def fit(run: TuneRun, *, printer: Any = print, restore: bool = False) -> tuple[list[TrialOutcome], StopGuard]:

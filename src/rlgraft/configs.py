@@ -1,0 +1,56 @@
+"""Where rlgraft's configs live, and how overrides become one typed, checked Config.
+
+The YAML tree ships inside the package as `rlgraft.conf` (in a checkout it is the top-level
+`conf/`), so an installed rlgraft composes from any folder. A user's own config folder is added to
+Hydra's search path in front of it: their presets use and override rlgraft's groups.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from importlib.resources import files
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from rlgraft import schema
+from rlgraft.schema import Config
+
+CONF_PACKAGE = "rlgraft.conf"
+CONF_DIR = Path(str(files(CONF_PACKAGE)))
+
+
+def compose(overrides: list[str] | None = None, config_dir: str | os.PathLike[str] | None = None,
+            config_name: str = "config") -> DictConfig:
+    """Compose the Hydra config without a Hydra app (for notebooks and tests).
+
+    `config_dir`: a folder of the user's own configs (e.g. `experiment/my_run.yaml`), searched
+    before rlgraft's, as `rlgraft run -cd DIR` does.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    schema.register()
+    GlobalHydra.instance().clear()
+    extra = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
+    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=[*extra, *(overrides or [])])
+
+
+def prepare(cfg: DictConfig | Config, output_dir: str | None = None) -> Config:
+    """Typed, validated config with absolute output and launch dirs."""
+    c = schema.to_config(cfg)
+    if output_dir:
+        c.output_dir = str(Path(output_dir).resolve())
+    if not c.output_dir:
+        c.output_dir = str((Path.cwd() / "outputs" / "api" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve())
+    c.launch_dir = c.launch_dir or os.getcwd()
+    schema.validate(c)
+    return c
+
+
+def out_dir(c: Config) -> Path:
+    assert c.output_dir, "prepare() fills output_dir"
+    return Path(c.output_dir)

@@ -1,0 +1,115 @@
+"""`rlgraft.run(cfg)`: one experiment as a plain function, for the CLI, notebooks and tests.
+
+The story: check the config -> plan the restore -> connect to Ray and fit resources -> build the
+RLlib config -> train with Tune -> report.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rlgraft import algo, checkpointable, envs, report, runtime, search, stopping
+from rlgraft.configs import out_dir, prepare
+from rlgraft.errors import RlgraftError
+from rlgraft.restore import RestorePlan, describe, plan
+from rlgraft.schema import Config
+
+
+def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: list[str] | None = None,
+        printer: Any = print, skip_finished: bool = False,
+        program: str = report.PROGRAM) -> dict[str, Any]:
+    """Train to the stop, write summary.json into the output dir, return the summary.
+
+    `overrides` (the job's command-line overrides) make the printed resume command complete, and
+    `program` is how the user started rlgraft (`rlgraft run` or `python -m experiments.run`).
+    `skip_finished` returns an existing successful summary instead of training again (sweep re-runs);
+    an unfinished Tune experiment in the output dir is always resumed from its last checkpoints.
+    """
+    from rlgraft import tuning
+
+    start = time.perf_counter()
+    runtime.quiet()
+
+    # 1. Check everything that can be checked without Ray.
+    c = prepare(cfg, output_dir)
+    if skip_finished and (previous := finished(c)):
+        printer(f"rlgraft: {out_dir(c)} already finished; skipping (delete summary.json to re-run)")
+        return previous
+    config = algo.build(c)  # checks every algo.* key
+    stop = stopping.stop_thresholds(c.stop)
+    stopping.check_stop_keys(stop)
+
+    # 2. Plan the restore: resolve PATH, check modules, spaces and shapes against this run.
+    restore_plan: RestorePlan | None = plan(c, config) if c.resume else None
+    if restore_plan:
+        stop = restore_plan.stop(stop, c.restore.budget.value)
+        printer(f"rlgraft: restoring from {restore_plan.checkpoint} ({restore_plan.how})")
+
+    # 3. Connect to Ray and fit EnvRunners and concurrency to the cluster.
+    cluster, how = runtime.connect(c.ray)
+    env_name = envs.register(c.env)
+    trials = search.num_trials(c)
+    fitted = runtime.fit(c, cluster, trials,
+                         lambda n: algo.resource_request(algo.build(c, num_env_runners=n, env_name=env_name)))
+
+    # 4. The RLlib config that runs, with rlgraft's hooks.
+    config = algo.build(c, num_env_runners=fitted.num_env_runners, env_name=env_name)
+    config.callbacks(on_checkpoint_loaded=checkpointable.SyncAfterLoad())
+    if restore_plan:
+        config.callbacks(on_algorithm_init=restore_plan.callback)
+    printer(f"rlgraft: {c.algo.name} on {c.env.id}"
+            f"{f' ({c.env.num_agents} agents)' if c.env.multi_agent else ''}, {trials} trial(s), "
+            f"{fitted.num_env_runners} EnvRunner(s) each, {fitted.max_concurrent_trials} at a time, "
+            f"stop {stop}; Ray runtime {how}, cluster CPUs {cluster.get('CPU', 0):g}")
+
+    # 5. Train with Tune (or resume the unfinished Tune experiment already in the output dir).
+    storage = str(out_dir(c) / "tune")
+    resuming = tuning.can_restore(storage, c.name)
+    if resuming:
+        printer(f"rlgraft: resuming the Tune experiment already in {storage}/{c.name} "
+                "(finished trials stay as they are)")
+    outcomes, guard = tuning.fit(tuning.TuneRun.of(c, search.param_space(config, c), config.algo_class,
+                                                   storage, stop, fitted.max_concurrent_trials),
+                                 printer=printer, restore=resuming)
+
+    # 6. Report: summary.json, the restore report, the checkpoint and the command to resume from it.
+    summary = report.summarize(c, outcomes, restore_plan, time.perf_counter() - start, storage)
+    summary["resume_command"] = resume_command(c, summary, overrides, program)
+    report.write_summary(str(out_dir(c)), summary)
+    guard.raise_if_missing()
+    for rep in (summary["restore"] or {}).get("reports", [])[:1]:
+        for line in describe(rep):
+            printer(line)
+    for line in report.closing_lines(summary):
+        printer(line)
+    failed = [o for o in outcomes if o.status == "ERROR"]
+    if failed and len(failed) == len(outcomes):
+        raise RlgraftError(f"every trial failed; first error: {failed[0].error}",
+                           found=f"trial logs under {failed[0].path}",
+                           fix="read error.txt in the trial folder")
+    return summary
+
+
+def finished(c: Config) -> dict[str, Any] | None:
+    """The summary of a run that already ended well in this output dir (sweep re-runs skip it)."""
+    done = out_dir(c) / "summary.json"
+    if done.is_file():
+        previous = report.read_summary(done)
+        if previous.get("status") == "ok":
+            return previous
+    return None
+
+
+def resume_command(c: Config, summary: dict[str, Any], overrides: list[str] | None, program: str) -> str | None:
+    """The command that continues from the best checkpoint: the job's overrides (without the old
+    restore), a searched trial's own values pinned, and `+resume=` quoted for Hydra."""
+    if not summary["checkpoint"]:
+        return None
+    keep = [o for o in overrides or [] if not o.lstrip("+~").startswith(("resume=", "restore."))]
+    keep += search.pinned_search(c, next((t["config"] for t in summary["trials"]
+                                          if t["checkpoint"] and t["checkpoint"] == summary["checkpoint"]), {}))
+    return report.resume_command(summary["checkpoint"], " ".join(map(shlex.quote, keep)), program)

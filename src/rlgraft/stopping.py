@@ -1,0 +1,69 @@
+"""Stop keys: Tune's stop dict from the config, checked before Ray starts, and the rule for `*` keys."""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Collection
+from typing import Any
+
+from rlgraft.errors import RlgraftError, did_you_mean
+
+# Result keys every RLlib new-stack run reports; a stop key close to one of these but not equal is a typo.
+KNOWN_RESULT_KEYS = {
+    "num_env_steps_sampled_lifetime", "num_agent_steps_sampled_lifetime", "training_iteration",
+    "time_total_s", "time_this_iter_s", "timesteps_total", "iterations_since_restore",
+    "env_runners/episode_return_mean", "env_runners/episode_return_max",
+    "env_runners/episode_return_min", "env_runners/episode_len_mean",
+    "env_runners/num_env_steps_sampled_lifetime", "env_runners/num_episodes_lifetime",
+    "learners/__all_modules__/num_env_steps_trained_lifetime",
+}
+# Per-agent and per-module keys end in an id, so they are checked on live results only.
+PER_AGENT_PREFIXES = ("env_runners/agent_", "env_runners/module_")
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts with '/' (Tune's result key style)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}/{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def stop_thresholds(stop: dict[str, Any]) -> dict[str, Any]:
+    """Flattened stop keys; null turns a key off (e.g. one a preset inherits)."""
+    return {k: v for k, v in flatten(stop).items() if v is not None}
+
+
+def check_stop_keys(stop: dict[str, float]) -> None:
+    """Catch near-miss typos before Ray starts; unknown custom keys are checked on live results."""
+    for key in stop:
+        if key in KNOWN_RESULT_KEYS or key.startswith(PER_AGENT_PREFIXES):
+            continue
+        hint = did_you_mean(key, KNOWN_RESULT_KEYS)
+        if hint:
+            raise RlgraftError(f"stop key `{key}` is not a result key{hint}",
+                               fix="correct it, e.g. stop.num_env_steps_sampled_lifetime=8000 or "
+                                   "+stop.env_runners.episode_return_mean=-300")
+
+
+def matching(keys: Collection[str], key: str) -> list[str]:
+    """The result keys a stop key names: itself, or every match of a `*` pattern."""
+    if "*" not in key:
+        return [key] if key in keys else []
+    return [k for k in keys if fnmatch.fnmatchcase(k, key)]
+
+
+def reached(flat: dict[str, Any], key: str, limit: float, seen: set[str] | None = None) -> bool:
+    """Every value the key names is a number at or above the limit (and there is at least one).
+
+    `seen`: keys of earlier results too, so an agent missing from this result (no episode ended)
+    counts as not reached rather than being left out of "every".
+    """
+    values = [flat.get(k) for k in matching(set(flat) | (seen or set()), key)]
+    return bool(values) and all(isinstance(v, int | float) and not math.isnan(v) and v >= limit
+                                for v in values)
