@@ -24,9 +24,9 @@ PRESETS = sorted(p.stem for p in (configs.CONF_DIR / "experiment").glob("*.yaml"
 def test_every_preset_builds_an_rllib_config(preset):
     cfg = typed([f"experiment={preset}"])
     config = algo.build(cfg)
-    assert config.env == envs.registered_name(cfg.env)
+    assert config.env == envs.resolve(cfg.env).rllib_env
     assert config.lr == cfg.algo.training["lr"]
-    assert config.is_multi_agent == cfg.env.multi_agent
+    assert config.is_multi_agent == envs.resolve(cfg.env).multi_agent
 
 
 def test_build_does_not_start_ray():
@@ -42,7 +42,7 @@ def test_build_does_not_start_ray():
 
 def test_defaults_match_the_issue():
     cfg = typed()
-    assert cfg.env.id == "Pendulum-v1" and not cfg.env.multi_agent
+    assert cfg.env.id == "Pendulum-v1" and cfg.env.num_agents is None
     assert cfg.stop == {"num_env_steps_sampled_lifetime": 8000}
     assert cfg.resume is None
 
@@ -53,7 +53,7 @@ def test_multi_pendulum_declares_policies_and_mapping():
     assert set(config.policies) == {"p0", "p1", "p2"}
     assert [config.policy_mapping_fn(i, None) for i in range(3)] == ["p0", "p1", "p2"]
     shared = typed(["experiment=multi_pendulum", "env.policy_mapping=shared"])
-    assert envs.policies(shared.env) == ["shared"]
+    assert list(envs.resolve(shared.env).modules()) == ["shared"]
 
 
 def test_any_builder_option_from_the_command_line():
@@ -163,7 +163,7 @@ def test_per_agent_stop_composes_from_the_command_line():
 
 def test_multi_agent_solve_preset_is_the_single_agent_one_per_policy():
     single, multi = typed(["experiment=pendulum_solve"]), typed(["experiment=multi_pendulum_solve"])
-    assert multi.algo == single.algo and multi.env.multi_agent and multi.env.num_agents == 2
+    assert multi.algo == single.algo and multi.env.num_agents == 2
     assert stopping.stop_thresholds(multi.stop) == {"num_env_steps_sampled_lifetime": 500000, PER_AGENT: -300}
 
 

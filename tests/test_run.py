@@ -58,8 +58,9 @@ def test_printed_resume_command_works_with_quoted_path(tmp_path):
     shutil.copytree(summary_of(first)["checkpoint"], odd)
     second = tmp_path / "second"
     cmd = resume_command(str(odd), " ".join([*TINY, "stop.num_env_steps_sampled_lifetime=512",
-                                             f"hydra.run.dir={second}"]))
-    res = subprocess.run(cmd.replace("python", sys.executable, 1), shell=True, capture_output=True,
+                                             f"hydra.run.dir={second}"]),
+                         program=f"{sys.executable} -m experiments.run")
+    res = subprocess.run(cmd, shell=True, capture_output=True,
                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0, res.stderr[-3000:]
     assert summary_of(second)["restore"]["checkpoint"] == str(odd)

@@ -11,13 +11,25 @@ import inspect
 from functools import cache
 from typing import Any
 
-from rlgraft import envs
+from rlgraft import envs, objects, rules
 from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.schema import AlgoConfig, Config
 
 SECTIONS = [f.name for f in dataclasses.fields(AlgoConfig) if f.name != "name"]
-# Set by rlgraft itself from `env`, `seed` and `resources`; a user value would be silently replaced.
-MANAGED = {"multi_agent": {"policies", "policy_mapping_fn"}, "debugging": {"seed"}}
+# Options rlgraft sets itself, or that RLlib 2.60 no longer takes: (section, option) -> where to go instead.
+REFUSED = {
+    ("environment", "env"): "set env.id (a gymnasium id or module:ClassOrFactory)",
+    ("environment", "env_config"): "set env.kwargs",
+    ("multi_agent", "policies"): "the modules follow from the env and env.policy_mapping",
+    ("multi_agent", "policy_mapping_fn"): "set env.policy_mapping (a format string, shared, or {glob: module})",
+    ("debugging", "seed"): "set seed=N",
+    ("debugging", "logger_config"): "removed from RLlib 2.60; Tune writes the logs (CSV, JSON, TensorBoard)",
+    ("debugging", "logger_creator"): "removed from RLlib 2.60; Tune writes the logs (CSV, JSON, TensorBoard)",
+    ("experimental", "_validate_config"): "rlgraft runs RLlib's validate() before Ray starts; it stays on",
+}
+# Whole sections refused, with the reason.
+REFUSED_SECTIONS = {"api_stack": "rlgraft runs RLlib's new API stack (RLModule, Learner, EnvRunner) only; "
+                                 "its restore and verification work on that stack"}
 
 
 def algo_class(name: str) -> Any:
@@ -56,10 +68,14 @@ def check_section(config_cls: type, section: str, options: dict[str, Any]) -> No
                 found=f"accepted options: {', '.join(sorted(allowed))}",
                 fix=f"correct or remove `algo.{section}.{key}`",
             )
-    for key in MANAGED.get(section, set()) & set(options):
-        raise RlgraftError(f"`algo.{section}.{key}` is set by rlgraft",
-                           fix="use `env.*` for the agent mapping and `seed` for the seed")
-    if section == "rl_module" and isinstance(options.get("model_config"), dict):
+    for key in options:
+        if (section, key) in REFUSED:
+            raise RlgraftError(f"`algo.{section}.{key}` is not passed to RLlib by rlgraft",
+                               fix=REFUSED[(section, key)])
+    if section in REFUSED_SECTIONS and options:
+        raise RlgraftError(f"`algo.{section}` is not supported", fix=REFUSED_SECTIONS[section])
+    custom_module = "rl_module_spec" in options
+    if section == "rl_module" and isinstance(options.get("model_config"), dict) and not custom_module:
         from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
         known = {f.name for f in dataclasses.fields(DefaultModelConfig)}
@@ -76,25 +92,41 @@ def options(cfg: Config, section: str) -> dict[str, Any]:
     return {k: v for k, v in getattr(cfg.algo, section).items() if v is not None}
 
 
-def build(cfg: Config, *, num_env_runners: int | None = None, env_name: str | None = None) -> Any:
-    """The RLlib AlgorithmConfig for `cfg`. Needs no Ray runtime; registers nothing."""
+def built_options(cfg: Config, section: str) -> dict[str, Any]:
+    """A section's options with `_target_` nodes built (`objects.build`), checked against the builder."""
+    return {k: objects.build(v, f"algo.{section}.{k}", k) for k, v in options(cfg, section).items()}
+
+
+def build(cfg: Config, *, num_env_runners: int | None = None) -> Any:
+    """The RLlib AlgorithmConfig for `cfg`. Needs no Ray runtime; registers nothing: the env is a
+    gymnasium id or an importable object, so the checkpoint's config opens in plain RLlib."""
     cls = algo_class(cfg.algo.name)
     config = cls.get_default_config()
     for section in SECTIONS:
-        opts = options(cfg, section)
-        check_section(type(config), section, opts)
+        check_section(type(config), section, options(cfg, section))
+        opts = built_options(cfg, section)
         if section == "env_runners" and num_env_runners is not None:
             opts["num_env_runners"] = num_env_runners
         if opts:
             getattr(config, section)(**opts)
-    envs.check_env_id(cfg.env.id)
-    config.environment(env=env_name or envs.registered_name(cfg.env), env_config={})
-    if cfg.env.multi_agent:
-        config.multi_agent(policies=set(envs.policies(cfg.env)),
-                           policy_mapping_fn=envs.PolicyMapping(cfg.env.policy_mapping))
+    env = envs.resolve(cfg.env)
+    config.environment(env=env.rllib_env, env_config=env.env_config)
+    if env.multi_agent:
+        assert env.mapping is not None
+        config.multi_agent(policies=set(env.modules()), policy_mapping_fn=env.mapping)
     if cfg.seed is not None:
         config.debugging(seed=cfg.seed)
+    rules.check_rllib(config, cfg)
     return config
+
+
+def add_callbacks(config: Any, **hooks: Any) -> None:
+    """Append rlgraft's hooks (`on_algorithm_init=...`) after the user's own: RLlib's `callbacks()`
+    setter replaces what an earlier call set, and takes a list of callables per event."""
+    for event, hook in hooks.items():
+        existing = getattr(config, f"callbacks_{event}", None)
+        previous = list(existing) if isinstance(existing, list | tuple) else [existing] if existing else []
+        config.callbacks(**{event: [*previous, hook] if previous else hook})
 
 
 def module_specs(config: Any, spaces: dict[str, tuple[Any, Any]]) -> dict[str, Any]:

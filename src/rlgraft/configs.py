@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from rlgraft import schema
+from rlgraft import rules, schema
 from rlgraft.schema import Config
 
 CONF_PACKAGE = "rlgraft.conf"
@@ -41,13 +41,15 @@ def compose(overrides: list[str] | None = None, config_dir: str | os.PathLike[st
 
 def prepare(cfg: DictConfig | Config, output_dir: str | None = None) -> Config:
     """Typed, validated config with absolute output and launch dirs."""
+    if isinstance(cfg, DictConfig):
+        rules.check_keys(cfg)
     c = schema.to_config(cfg)
     if output_dir:
         c.output_dir = str(Path(output_dir).resolve())
     if not c.output_dir:
         c.output_dir = str((Path.cwd() / "outputs" / "api" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve())
     c.launch_dir = c.launch_dir or os.getcwd()
-    schema.validate(c)
+    rules.check(c)
     return c
 
 

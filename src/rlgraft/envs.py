@@ -1,8 +1,21 @@
-"""Environments: registration with Ray's registry and the declared agent -> policy mapping."""
+"""Environments: what `env.id` names, the object RLlib gets for it, its agents and their spaces.
+
+`env.id` is a gymnasium id (`Pendulum-v1`), gymnasium's `module:Id`, or `module:attribute` naming a
+`gymnasium.Env` or RLlib `MultiAgentEnv` class, or a factory returning one of those or a PettingZoo
+`ParallelEnv`/`AECEnv`. RLlib gets the gymnasium id or the user's class as they are, so a checkpoint
+opens in plain RLlib; factories, replicated envs and PettingZoo games go through `MakeEnv`, a class
+that pickles by name (RLlib takes only an id or a class).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import gymnasium as gym
@@ -11,81 +24,301 @@ from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.schema import EnvConfig
 
 SINGLE_AGENT_MODULE = "default_policy"
+SHARED = "shared"
+
+
+# --- what the EnvRunners call ------------------------------------------------------------------
+class MakeEnv:
+    """The env class RLlib gets for the forms it cannot take as they are (RLlib accepts only a class
+    or an id): `MakeEnv(env_config)` returns the env that `make` builds, not a MakeEnv."""
+
+    def __new__(cls, config: Mapping[str, Any]) -> Any:  # type: ignore[misc]
+        return make(config)
+
+
+def make(config: Mapping[str, Any]) -> Any:
+    """The env for `{env, kwargs, num_agents}`; RLlib builds it through `MakeEnv`.
+
+    `env` is a gymnasium id or `module:attribute`; `num_agents` copies a single-agent env (agent ids
+    0..n-1, as RLlib's `make_multi_agent`); a PettingZoo game is wrapped with RLlib's own wrappers.
+    """
+    descriptor, kwargs, copies = str(config["env"]), dict(config.get("kwargs") or {}), config.get("num_agents")
+    if copies:
+        from ray.rllib.env.multi_agent_env import make_multi_agent
+
+        cls = make_multi_agent(lambda _: _instantiate(descriptor, kwargs))
+        return cls({"num_agents": int(copies)})  # type: ignore[call-arg]
+    return as_rllib_env(_instantiate(descriptor, kwargs))
+
+
+def _instantiate(descriptor: str, kwargs: dict[str, Any]) -> Any:
+    target = _target(descriptor)
+    if target is None:
+        return gym.make(descriptor, **kwargs)
+    return target(kwargs) if takes_config(target) else target(**kwargs)
+
+
+def as_rllib_env(env: Any) -> Any:
+    """A PettingZoo game in RLlib's wrapper; anything else as it is."""
+    kind = pettingzoo_kind(env)
+    if kind == "parallel":
+        from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
+
+        return ParallelPettingZooEnv(env)
+    if kind == "aec":
+        from ray.rllib.env.wrappers.pettingzoo_env import PettingZooEnv
+
+        return PettingZooEnv(env)
+    return env
+
+
+def pettingzoo_kind(env: Any) -> str | None:
+    names = {f"{c.__module__}.{c.__qualname__}" for c in type(env).__mro__}
+    if "pettingzoo.utils.env.ParallelEnv" in names:
+        return "parallel"
+    if "pettingzoo.utils.env.AECEnv" in names:
+        return "aec"
+    return None
+
+
+def takes_config(target: Any) -> bool:
+    """RLlib's convention, `Env(config)`, for env classes and one-argument factories; factories with
+    keyword parameters (PettingZoo's `parallel_env(**kwargs)`) get `env.kwargs` as keywords."""
+    if isinstance(target, type):
+        return True
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return False
+    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(required) == 1 or (len(params) == 1 and params[0].kind is not inspect.Parameter.KEYWORD_ONLY)
 
 
 @dataclass(frozen=True)
 class PolicyMapping:
-    """Agent id -> policy id from a format string; a picklable, printable stand-in for a lambda."""
+    """Agent id -> module id: a format string (`p{agent_id}`), `shared`, or agent-id globs in order.
+
+    A picklable, printable stand-in for RLlib's `policy_mapping_fn` lambda.
+    """
 
     template: str = "p{agent_id}"
+    globs: tuple[tuple[str, str], ...] = ()
 
     def __call__(self, agent_id: Any, episode: Any = None, **kwargs: Any) -> str:
-        return self.template.format(agent_id=agent_id)
+        for pattern, module in self.globs:
+            if fnmatch.fnmatchcase(str(agent_id), pattern):
+                return module
+        if self.globs:
+            raise KeyError(f"rlgraft: no env.policy_mapping glob matches agent {agent_id!r}")
+        return SHARED if self.template == SHARED else self.template.format(agent_id=agent_id)
 
 
+def mapping_of(env: EnvConfig) -> PolicyMapping:
+    value = env.policy_mapping
+    if isinstance(value, Mapping):
+        return PolicyMapping(globs=tuple((str(k), str(v)) for k, v in value.items()))
+    if not isinstance(value, str) or (value != SHARED and "{agent_id}" not in value and not value.isidentifier()):
+        raise RlgraftError(f"env.policy_mapping={value!r} is not a format string, `shared` or a mapping",
+                           fix="write 'env.policy_mapping=\"p{agent_id}\"' (quoted), env.policy_mapping=shared, "
+                               "or 'env.policy_mapping={\"agent_*\": agent, \"adversary_*\": adversary}'")
+    return PolicyMapping(template=value)
+
+
+# --- what the driver knows before Ray starts ---------------------------------------------------
 @dataclass(frozen=True)
-class EnvCreator:
-    """Builds the (possibly multi-agent) env inside each EnvRunner; picklable for Ray."""
+class Env:
+    """A resolved `env` config: what RLlib gets, and the agents and spaces of one local instance."""
 
-    env_id: str
-    kwargs: tuple[tuple[str, Any], ...] = ()
-    num_agents: int = 0  # 0: single-agent
+    rllib_env: Any  # a gymnasium id string, the user's env class, or `MakeEnv`
+    env_config: dict[str, Any]
+    multi_agent: bool
+    agent_spaces: dict[Any, tuple[gym.Space, gym.Space]]  # {None: spaces} for a single-agent env
+    mapping: PolicyMapping | None
+    label: str
 
-    def __call__(self, env_context: Any = None) -> Any:
-        kwargs = dict(self.kwargs)
-        if not self.num_agents:
-            return gym.make(self.env_id, **kwargs)
-        from ray.rllib.env.multi_agent_env import make_multi_agent
+    @property
+    def agents(self) -> list[Any]:
+        return list(self.agent_spaces)
 
-        cls = make_multi_agent(lambda _cfg: gym.make(self.env_id, **kwargs))
-        return cls({"num_agents": self.num_agents})  # type: ignore[call-arg]
+    def module_of(self, agent: Any) -> str:
+        return self.mapping(agent) if self.mapping and agent is not None else SINGLE_AGENT_MODULE
 
-
-def creator(env: EnvConfig) -> EnvCreator:
-    check_env_id(env.id)
-    return EnvCreator(env.id, tuple(sorted(env.kwargs.items())),
-                      env.num_agents if env.multi_agent else 0)
-
-
-def registered_name(env: EnvConfig) -> str:
-    return f"rlgraft/{env.id}/{env.num_agents}agents" if env.multi_agent else f"rlgraft/{env.id}"
-
-
-def register(env: EnvConfig) -> str:
-    """Register with Ray's env registry (per job: `ray.shutdown` forgets registrations)."""
-    from ray.tune.registry import register_env
-
-    name = registered_name(env)
-    register_env(name, creator(env))
-    return name
+    def modules(self) -> dict[str, tuple[gym.Space, gym.Space]]:
+        """Module id -> (observation, action) space, in agent order; agents sharing a module must agree."""
+        out: dict[str, tuple[gym.Space, gym.Space]] = {}
+        owner: dict[str, Any] = {}
+        for agent, pair in self.agent_spaces.items():
+            module = self.module_of(agent)
+            if module in out and out[module] != pair:
+                raise RlgraftError(
+                    f"agents {owner[module]!r} and {agent!r} both map to module {module!r} but their spaces differ",
+                    found=f"{owner[module]!r}: {out[module]}; {agent!r}: {pair}",
+                    fix="map them to different modules in env.policy_mapping")
+            out.setdefault(module, pair)
+            owner.setdefault(module, agent)
+        return out
 
 
-def policies(env: EnvConfig) -> list[str]:
-    """Module ids of the run, in agent order, without repeats."""
-    if not env.multi_agent:
-        return [SINGLE_AGENT_MODULE]
-    mapping = PolicyMapping(env.policy_mapping)
-    return list(dict.fromkeys(mapping(i) for i in range(env.num_agents)))
+def resolve(env: EnvConfig) -> Env:
+    """Check `env` and build one instance locally (no Ray) to learn its agents and spaces."""
+    return _resolve(env.id, tuple(sorted(env.kwargs.items())), env.num_agents, _hashable(env.policy_mapping))
 
 
-def agent_ids(env: EnvConfig) -> list[Any]:
-    return list(range(env.num_agents)) if env.multi_agent else [None]
+def _hashable(value: Any) -> Any:
+    return tuple(value.items()) if isinstance(value, Mapping) else value
 
 
-def spaces(env: EnvConfig) -> dict[str, tuple[gym.Space, gym.Space]]:
-    """Observation and action space per module id, from a local env instance (no Ray needed)."""
-    single = EnvCreator(env.id, tuple(sorted(env.kwargs.items())))()
+@cache
+def _resolve(env_id: str, kwargs_items: tuple[tuple[str, Any], ...], num_agents: int | None,
+             mapping_value: Any) -> Env:
+    kwargs = dict(kwargs_items)
+    target = _target(env_id)
+    if target is None:
+        check_env_id(env_id)
+    instance = _build(env_id, target, kwargs)
     try:
-        pair = (single.observation_space, single.action_space)
+        rllib_instance = as_rllib_env(instance)
+        multi = _is_multi_agent(rllib_instance)
+        if num_agents and multi:
+            raise RlgraftError(f"env.num_agents={num_agents} copies a single-agent env, but `{env_id}` is "
+                               "already multi-agent", fix="drop env.num_agents (use env=... without copies)")
+        native = target is None or (isinstance(target, type) and not pettingzoo_kind(instance))
+        spaces: dict[Any, tuple[gym.Space, gym.Space]]
+        if num_agents:
+            single = _single_spaces(rllib_instance, env_id)
+            spaces = dict.fromkeys(range(num_agents), single)
+        elif multi:
+            spaces = _agent_spaces(rllib_instance, env_id)
+        else:
+            spaces = {None: _single_spaces(rllib_instance, env_id)}
     finally:
-        single.close()
-    return {pid: pair for pid in policies(env)}
+        _close(instance)
+    if native and not num_agents:
+        rllib_env, env_config = (env_id if target is None else target), dict(kwargs)
+    else:
+        rllib_env, env_config = MakeEnv, {"env": env_id, "kwargs": dict(kwargs), "num_agents": num_agents}
+    is_multi = multi or bool(num_agents)
+    mapping = mapping_of(EnvConfig(policy_mapping=dict(mapping_value) if isinstance(mapping_value, tuple)
+                                   else mapping_value)) if is_multi else None
+    resolved = Env(rllib_env, env_config, is_multi, spaces, mapping,
+                   f"{env_id}" + (f" x{num_agents}" if num_agents else ""))
+    if mapping is not None:
+        _check_mapping(mapping, list(spaces))
+    return resolved
+
+
+def _target(descriptor: str) -> Any:
+    """The object `module:attribute` names, or None for a gymnasium id (also gymnasium's `module:Id`)."""
+    if ":" not in descriptor:
+        return None
+    module_name, _, attr = descriptor.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise RlgraftError(f"env.id={descriptor!r}: module `{module_name}` does not import "
+                           f"({type(exc).__name__}: {exc})",
+                           fix="install the package that has it, or run from the folder that holds the module "
+                               "(rlgraft imports from where you start it)") from exc
+    if hasattr(module, attr):
+        return getattr(module, attr)
+    if attr in gym.registry:  # gymnasium's `module:Id`: importing the module registered the id
+        return None
+    public = {n for n in dir(module) if not n.startswith("_")} | set(gym.registry)
+    raise RlgraftError(f"env.id={descriptor!r}: `{module_name}` has no attribute `{attr}` and no gymnasium id "
+                       f"`{attr}` was registered by importing it{did_you_mean(attr, public)}",
+                       fix=f"name a class or factory of {module_name}, e.g. env.id={module_name}:MyEnv")
+
+
+def _build(env_id: str, target: Any, kwargs: dict[str, Any]) -> Any:
+    if target is None:
+        try:
+            return gym.make(env_id, **kwargs)
+        except TypeError as exc:
+            raise RlgraftError(f"env.id={env_id!r} does not take env.kwargs {kwargs}: {exc}",
+                               fix="remove or correct the keyword in env.kwargs") from exc
+    if not callable(target):
+        raise RlgraftError(f"env.id={env_id!r} names a {type(target).__name__}, not an env class or factory",
+                           fix="name a gymnasium.Env or MultiAgentEnv class, or a function returning an env")
+    if isinstance(target, type) and not _is_env_class(target):
+        raise RlgraftError(f"env.id={env_id!r} is the class {target.__qualname__}, which is not an environment",
+                           found=f"its bases: {', '.join(c.__name__ for c in target.__mro__[1:4])}",
+                           fix="name a gymnasium.Env or ray.rllib MultiAgentEnv subclass, or a factory returning one")
+    try:
+        env = target(kwargs) if takes_config(target) else target(**kwargs)
+    except RlgraftError:
+        raise
+    except Exception as exc:
+        how = "with the env_config dict" if takes_config(target) else "with keyword arguments"
+        raise RlgraftError(f"env.id={env_id!r} raised while building the env {how} {kwargs}: "
+                           f"{type(exc).__name__}: {exc}",
+                           fix="check env.kwargs against what the env expects") from exc
+    if not (isinstance(env, gym.Env) or _is_multi_agent(env) or pettingzoo_kind(env)):
+        raise RlgraftError(f"env.id={env_id!r} returned a {type(env).__name__}, not an environment",
+                           fix="return a gymnasium.Env, an RLlib MultiAgentEnv, or a PettingZoo ParallelEnv/AECEnv")
+    return env
+
+
+def _is_env_class(cls: type) -> bool:
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+    return issubclass(cls, gym.Env | MultiAgentEnv)
+
+
+def _is_multi_agent(env: Any) -> bool:
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+    return isinstance(env, MultiAgentEnv)
+
+
+def _single_spaces(env: Any, env_id: str) -> tuple[gym.Space, gym.Space]:
+    if _is_multi_agent(env):
+        raise RlgraftError(f"`{env_id}` is multi-agent; env.num_agents copies single-agent envs only",
+                           fix="drop env.num_agents")
+    return env.observation_space, env.action_space
+
+
+def _agent_spaces(env: Any, env_id: str) -> dict[Any, tuple[gym.Space, gym.Space]]:
+    agents = list(getattr(env, "possible_agents", None) or getattr(env, "agents", None) or [])
+    if not agents:
+        raise RlgraftError(f"multi-agent env `{env_id}` lists no agents (`possible_agents` or `agents`)",
+                           fix="set self.agents / self.possible_agents in the env's constructor")
+    return {a: (env.get_observation_space(a), env.get_action_space(a)) for a in agents}
+
+
+def _check_mapping(mapping: PolicyMapping, agents: list[Any]) -> None:
+    if not mapping.globs:
+        return
+    unmapped = [a for a in agents if not any(fnmatch.fnmatchcase(str(a), g) for g, _ in mapping.globs)]
+    unused = [g for g, _ in mapping.globs if not any(fnmatch.fnmatchcase(str(a), g) for a in agents)]
+    if unmapped or unused:
+        raise RlgraftError(
+            "env.policy_mapping " + "; ".join(
+                ([f"maps no module to agents {', '.join(map(repr, unmapped))}"] if unmapped else [])
+                + ([f"has globs that match no agent: {', '.join(map(repr, unused))}"] if unused else [])),
+            found=f"the env's agents: {', '.join(map(repr, agents))}",
+            fix="give every agent a glob, e.g. 'env.policy_mapping={\"agent_*\": agent}', and drop unused ones")
+
+
+def _close(env: Any) -> None:
+    with contextlib.suppress(Exception):  # closing a probe instance must not hide a real error
+        env.close()
 
 
 def check_env_id(env_id: str) -> None:
     if env_id not in gym.registry:
         raise RlgraftError(
             f"environment `{env_id}` is not registered with gymnasium{did_you_mean(env_id, set(gym.registry))}",
-            fix="set env.id to a registered id such as Pendulum-v1, or import the package that "
-            "registers it",
+            fix="set env.id to a registered id such as Pendulum-v1, gymnasium's `module:Id`, or "
+            "`module:ClassOrFactory`",
         )
+
+
+def instantiate(env: EnvConfig) -> Any:
+    """One env as the EnvRunners build it (a `MultiAgentEnv` for multi-agent runs), for evaluation."""
+    resolved = resolve(env)
+    creator: Callable[..., Any] | str = resolved.rllib_env
+    if isinstance(creator, str):
+        return gym.make(creator, **resolved.env_config)
+    return creator(dict(resolved.env_config))

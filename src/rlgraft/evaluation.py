@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from omegaconf import DictConfig
 
@@ -30,73 +32,48 @@ def evaluate_checkpoint(cfg: DictConfig | EvaluateConfig, output_dir: str) -> di
 
 
 def env_of(checkpoint: str) -> EnvConfig:
-    """Rebuild the run's env config from summary.json / params.json saved with the run."""
-    params = checkpoints.run_params(checkpoint)
-    name = str(params.get("env", ""))
+    """The run's env config, from the summary.json saved with the run, or the env in params.json."""
     for parent in Path(checkpoint).parents:
         summary = parent / "summary.json"
         if summary.is_file():
             env = json.loads(summary.read_text()).get("config", {}).get("env")
             if env:
-                return EnvConfig(**env)
-    if name.startswith("rlgraft/"):
-        parts = name.split("/")
-        if len(parts) == 3 and parts[2].endswith("agents"):
-            return EnvConfig(id=parts[1], multi_agent=True, num_agents=int(parts[2][:-6]))
-        return EnvConfig(id=parts[1])
-    if name:
-        envs.check_env_id(name)
+                known = {f.name for f in fields(EnvConfig)}
+                return EnvConfig(**{k: v for k, v in env.items() if k in known})
+    name = str(checkpoints.run_params(checkpoint).get("env", ""))
+    if name and name in gym.registry:
         return EnvConfig(id=name)
     raise RlgraftError(f"cannot tell which environment `{checkpoint}` was trained on",
-                       found="no summary.json above it and no env in params.json",
-                       fix="pass env=... (e.g. env=pendulum) to evaluate")
+                       found="no summary.json above it and no gymnasium id in params.json",
+                       fix="pass the env, e.g. +env.id=Pendulum-v1 (and +env.kwargs=..., +env.num_agents=...)")
 
 
 def evaluate(checkpoint: str, env: EnvConfig, episodes: int = 10, explore: bool = False, seed: int = 0,
              render_to: str | None = None) -> dict[str, Any]:
     """Mean, std, min, max return per agent and per module over `episodes` episodes."""
     info = checkpoints.read(checkpoint)
-    envs.check_env_id(env.id)
-    mapping = envs.PolicyMapping(env.policy_mapping)
-    needed = envs.policies(env)
+    resolved = envs.resolve(env)
+    needed = list(resolved.modules())
     missing = [m for m in needed if m not in info.modules]
     if missing:
         raise RlgraftError(f"the env needs modules {', '.join(missing)} that the checkpoint lacks",
                            found=f"checkpoint modules: {', '.join(info.modules)}",
                            fix="evaluate with the env the checkpoint was trained on")
     policies: dict[str, Policy] = {m: load_policy(checkpoint, m, explore=explore) for m in needed}
-    agents = envs.agent_ids(env)
-    label = {a: "single" if a is None else str(a) for a in agents}
-    returns: dict[str, list[float]] = {label[a]: [] for a in agents}
+    label = {a: "single" if a is None else str(a) for a in resolved.agents}
+    returns: dict[str, list[float]] = {label[a]: [] for a in resolved.agents}
     frames: list[np.ndarray] = []
     for ep in range(episodes):
         render = render_to is not None and ep == 0
-        sims = [_make(env, render) for _ in agents]
-        obs = [s.reset(seed=seed + ep * len(agents) + i)[0] for i, s in enumerate(sims)]
-        totals = [0.0] * len(sims)
-        done = [False] * len(sims)
-        while not all(done):
-            for i, sim in enumerate(sims):
-                if done[i]:
-                    continue
-                module = envs.SINGLE_AGENT_MODULE if agents[i] is None else mapping(agents[i])
-                obs[i], reward, term, trunc, _ = sim.step(policies[module](obs[i]))
-                totals[i] += float(reward)
-                done[i] = term or trunc
-            if render:
-                frames.append(np.concatenate([s.render() for s in sims], axis=1))
-        for a, total in zip(agents, totals, strict=True):
-            returns[label[a]].append(total)
-        for s in sims:
-            s.close()
-    per_agent = {a: _stats(r) for a, r in returns.items()}
+        totals = _episode(env, resolved, policies, seed + ep, frames if render else None)
+        for agent, total in totals.items():
+            returns[label[agent]].append(total)
     per_module: dict[str, list[float]] = {}
-    for a, r in returns.items():
-        module = envs.SINGLE_AGENT_MODULE if a == "single" else mapping(int(a))
-        per_module.setdefault(module, []).extend(r)
+    for agent in resolved.agents:
+        per_module.setdefault(resolved.module_of(agent), []).extend(returns[label[agent]])
     result: dict[str, Any] = {"checkpoint": checkpoint, "episodes": episodes, "explore": explore,
-                              "per_agent": per_agent,
-                              "per_module": {m: _stats(r) for m, r in per_module.items()}}
+                              "per_agent": {a: _stats(r) for a, r in returns.items() if r},
+                              "per_module": {m: _stats(r) for m, r in per_module.items() if r}}
     if render_to and frames:
         import imageio.v2 as imageio
 
@@ -105,15 +82,37 @@ def evaluate(checkpoint: str, env: EnvConfig, episodes: int = 10, explore: bool 
     return result
 
 
-def _make(env: EnvConfig, render: bool) -> Any:
-    import gymnasium as gym
-
+def _episode(env: EnvConfig, resolved: envs.Env, policies: dict[str, Policy], seed: int,
+             frames: list[np.ndarray] | None) -> dict[Any, float]:
+    """One episode; a single-agent env is stepped directly, a multi-agent one through its dicts."""
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame renders offscreen; no sound card needed
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    kwargs = dict(env.kwargs)
-    if render:
-        kwargs["render_mode"] = "rgb_array"
-    return gym.make(env.id, **kwargs)
+    render_kwargs = {"render_mode": "rgb_array"} if frames is not None and resolved.agents == [None] else {}
+    sim = envs.instantiate(replace(env, kwargs={**env.kwargs, **render_kwargs}) if render_kwargs else env)
+    totals: dict[Any, float] = dict.fromkeys(resolved.agents, 0.0)
+    try:
+        if not resolved.multi_agent:
+            obs, _ = sim.reset(seed=seed)
+            done = False
+            while not done:
+                obs, reward, term, trunc, _ = sim.step(policies[envs.SINGLE_AGENT_MODULE](obs))
+                totals[None] += float(reward)
+                done = term or trunc
+                if frames is not None:
+                    frames.append(sim.render())
+            return totals
+        obs, _ = sim.reset(seed=seed)
+        while obs:
+            actions = {a: policies[resolved.module_of(a)](o) for a, o in obs.items()}
+            obs, rewards, terms, truncs, _ = sim.step(actions)
+            for agent, reward in rewards.items():
+                totals[agent] = totals.get(agent, 0.0) + float(reward)
+            if terms.get("__all__") or truncs.get("__all__"):
+                break
+            obs = {a: o for a, o in obs.items() if not (terms.get(a) or truncs.get(a))}
+        return totals
+    finally:
+        sim.close()
 
 
 def render_table(result: dict[str, Any]) -> str:

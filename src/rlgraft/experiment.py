@@ -51,18 +51,18 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
 
     # 3. Connect to Ray and fit EnvRunners and concurrency to the cluster.
     cluster, how = runtime.connect(c.ray)
-    env_name = envs.register(c.env)
     trials = search.num_trials(c)
-    fitted = runtime.fit(c, cluster, trials,
-                         lambda n: algo.resource_request(algo.build(c, num_env_runners=n, env_name=env_name)))
+    fitted = runtime.fit(c, cluster, trials, lambda n: algo.resource_request(algo.build(c, num_env_runners=n)))
 
     # 4. The RLlib config that runs, with rlgraft's hooks.
-    config = algo.build(c, num_env_runners=fitted.num_env_runners, env_name=env_name)
-    config.callbacks(on_checkpoint_loaded=checkpointable.SyncAfterLoad())
+    config = algo.build(c, num_env_runners=fitted.num_env_runners)
+    algo.add_callbacks(config, on_checkpoint_loaded=checkpointable.SyncAfterLoad())
     if restore_plan:
-        config.callbacks(on_algorithm_init=restore_plan.callback)
-    printer(f"rlgraft: {c.algo.name} on {c.env.id}"
-            f"{f' ({c.env.num_agents} agents)' if c.env.multi_agent else ''}, {trials} trial(s), "
+        algo.add_callbacks(config, on_algorithm_init=restore_plan.callback)
+    env = envs.resolve(c.env)
+    printer(f"rlgraft: {c.algo.name} on {env.label}"
+            f"{f' ({len(env.agents)} agents, modules {sorted(env.modules())})' if env.multi_agent else ''}, "
+            f"{trials} trial(s), "
             f"{fitted.num_env_runners} EnvRunner(s) each, {fitted.max_concurrent_trials} at a time, "
             f"stop {stop}; Ray runtime {how}, cluster CPUs {cluster.get('CPU', 0):g}")
 

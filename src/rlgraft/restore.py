@@ -183,7 +183,8 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
     ck, how = discovery.resolve(cfg.resume, base=base, pick=cfg.restore.pick.value,
                                   metric=cfg.metric, mode=cfg.mode)
     info = checkpoints.read(ck)
-    targets = envs.policies(cfg.env)
+    modules = envs.resolve(cfg.env).modules()
+    targets = list(modules)
     mapping = dict(cfg.restore.modules or {})
     full = not mapping and not cfg.restore.components
     if full:
@@ -197,7 +198,7 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
                 fix=f"choose which module goes where, e.g. {hint}",
             )
         mapping = {m: m for m in targets}
-    transfers = checked_transfers(info, mapping, targets, config, envs.spaces(cfg.env))
+    transfers = checked_transfers(info, mapping, targets, config, modules)
     components = []
     for target_component, source in (cfg.restore.components or {}).items():
         src = Path(source) if Path(source).is_absolute() else Path(ck) / source
@@ -235,7 +236,7 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
             raise RlgraftError(f"target module {target!r} is not a module of this run",
                                found=f"this run's modules: {', '.join(targets)}",
                                fix="use one of those as the key in restore.modules, or change "
-                                   "env.num_agents / env.policy_mapping")
+                                   "env.policy_mapping")
     if not mapping:
         return ()
     specs = algo.module_specs(config, spaces)  # RLlib wants spaces for every module of the run

@@ -1,19 +1,16 @@
 """Config schema: dataclasses registered in Hydra's ConfigStore, so a typo fails at compose time.
 
-Rules that span several fields live in `validate`, which runs before Ray starts.
+Value ranges and rules that span several fields live in `rules`, which runs before Ray starts.
 """
 
 from __future__ import annotations
 
 import enum
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
-
-from rlgraft.errors import RlgraftError
 
 
 class Budget(enum.Enum):
@@ -33,17 +30,22 @@ class Scheduler(enum.Enum):
 
 @dataclass
 class EnvConfig:
+    # A gymnasium id, gymnasium's `module:Id`, or `module:attribute` (an env class or factory).
     id: str = "Pendulum-v1"
+    # gym.make keywords for an id; the env_config dict for a class or one-argument factory (RLlib's
+    # convention); keywords for a keyword factory (PettingZoo's `parallel_env(**kwargs)`).
     kwargs: dict[str, Any] = field(default_factory=dict)
-    # Multi-agent: `num_agents` copies of the env (agent ids 0..n-1), agent i -> policy_mapping.format(agent_id=i).
-    multi_agent: bool = False
-    num_agents: int = 2
-    policy_mapping: str = "p{agent_id}"
+    # N copies of a single-agent env (agent ids 0..N-1); null: the env as it is.
+    num_agents: int | None = None
+    # Agent id -> module id: a format string (`p{agent_id}`), `shared`, or {agent-id glob: module id}.
+    # Typed Any so that a mapping replaces the string on the command line.
+    policy_mapping: Any = "p{agent_id}"
 
 
 @dataclass
 class AlgoConfig:
-    """Each section is passed as keyword arguments to the AlgorithmConfig builder method of that name."""
+    """Each section is passed as keyword arguments to the AlgorithmConfig builder method of that name
+    (every builder of RLlib 2.60's AlgorithmConfig but `api_stack`, which `algo.py` refuses)."""
 
     name: str = "PPO"
     training: dict[str, Any] = field(default_factory=dict)
@@ -51,11 +53,19 @@ class AlgoConfig:
     rl_module: dict[str, Any] = field(default_factory=dict)
     learners: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    multi_agent: dict[str, Any] = field(default_factory=dict)
     framework: dict[str, Any] = field(default_factory=dict)
     reporting: dict[str, Any] = field(default_factory=dict)
     debugging: dict[str, Any] = field(default_factory=dict)
     fault_tolerance: dict[str, Any] = field(default_factory=dict)
-    multi_agent: dict[str, Any] = field(default_factory=dict)
+    offline_data: dict[str, Any] = field(default_factory=dict)
+    checkpointing: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    python_environment: dict[str, Any] = field(default_factory=dict)
+    experimental: dict[str, Any] = field(default_factory=dict)
+    api_stack: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -158,7 +168,23 @@ def register() -> None:
     cs.store(name="config_schema", node=Config)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     for group, node in GROUPS.items():
-        cs.store(group=group, name=f"{group}_schema", node=node)
+        cs.store(group=group, name=f"{group}_schema", node=open_dicts(node))
+
+
+# Free-form dicts: open to new keys, so `env.kwargs={g: 9.81}` and `algo.training.use_kl_loss=false`
+# work without `+`. Every other key stays closed and fails at compose time; the keys inside
+# `algo.<section>` are checked against RLlib's builder signatures (`algo.check_section`).
+OPEN_DICTS = {EnvConfig: ("kwargs",), AlgoConfig: tuple(f.name for f in fields(AlgoConfig) if f.name != "name")}
+
+
+def open_dicts(node: type) -> Any:
+    """The schema node with its free-form dicts open to new keys."""
+    if node not in OPEN_DICTS:
+        return node
+    structured = OmegaConf.structured(node)
+    for name in OPEN_DICTS[node]:
+        OmegaConf.set_struct(structured[name], False)
+    return structured
 
 
 def to_config(cfg: DictConfig | Config) -> Config:
@@ -178,41 +204,3 @@ def to_evaluate_config(cfg: DictConfig | EvaluateConfig) -> EvaluateConfig:
     obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), cfg))
     assert isinstance(obj, EvaluateConfig)
     return obj
-
-
-def validate(cfg: Config) -> None:
-    """Cross-field rules, checked before Ray starts."""
-    from rlgraft.stopping import stop_thresholds
-
-    stop = stop_thresholds(cfg.stop)
-    if not stop:
-        raise RlgraftError("`stop` is empty, so the run would never end",
-                           fix="set e.g. stop.num_env_steps_sampled_lifetime=8000")
-    for key, value in stop.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RlgraftError(f"stop threshold `{key}` is {value!r}, not a number",
-                               fix=f"give a number, e.g. stop.{key.replace('/', '.')}=8000")
-    if cfg.env.multi_agent and cfg.env.num_agents < 1:
-        raise RlgraftError(f"env.num_agents={cfg.env.num_agents} but a multi-agent env needs "
-                           "at least one agent", fix="set env.num_agents=2")
-    if cfg.mode not in ("max", "min"):
-        raise RlgraftError(f"mode={cfg.mode!r} is not 'max' or 'min'", fix="set mode=max or mode=min")
-    for name in ("modules", "components"):
-        value = getattr(cfg.restore, name)
-        if value is not None and (not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
-            raise RlgraftError(f"restore.{name} must map names to names, got {value!r}",
-                               fix=f"write it as 'restore.{name}={{p1:default_policy}}'")
-    if cfg.restore.modules and not cfg.resume:
-        raise RlgraftError("restore.modules is set but there is no checkpoint to restore from",
-                           fix="add +resume=PATH")
-    if cfg.restore.components and not cfg.resume:
-        raise RlgraftError("restore.components is set but there is no checkpoint to restore from",
-                           fix="add +resume=PATH")
-    if cfg.tune.num_samples < 1:
-        raise RlgraftError(f"tune.num_samples={cfg.tune.num_samples} must be >= 1",
-                           fix="set tune.num_samples=1")
-    for path in (cfg.output_dir, cfg.launch_dir):
-        if path is not None and not os.path.isabs(path):
-            raise RlgraftError(f"internal path {path!r} is not absolute",
-                               fix="pass absolute output_dir/launch_dir")
