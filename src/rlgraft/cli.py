@@ -117,11 +117,33 @@ commands:
 config folder (DIR/experiment/NAME.yaml) in front of rlgraft's."""
 
 
+def check_overrides(argv: list[str]) -> None:
+    """Parse each override as Hydra will, so a bad one is named with the quoting that fixes it
+    (Hydra itself prints only "mismatched input '{'" and exits 1)."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    parser = OverridesParser.create()
+    for override in args.overrides or []:
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as err:
+            key, _, value = override.partition("=")
+            first = str(err.message).strip().splitlines()[0]
+            print(f"rlgraft: error: cannot parse the override {override!r} ({first}). Characters such as "
+                  "{ } [ ] , ( ) = ' \" and spaces are Hydra syntax, so a value holding them must be quoted "
+                  f"for the shell and for Hydra. Fix: write '{key}=\"{value}\"'.", file=sys.stderr)
+            sys.exit(2)
+
+
 def launch(command: str, argv: list[str], prog: str) -> Any:
     """Run one command as `prog` (`rlgraft run`, or `python -m experiments.run` in a checkout)."""
     global program
     program = prog
     if command in HYDRA_APPS:
+        check_overrides(argv)
         sys.argv = [prog, *argv]  # Hydra reads its overrides and flags from sys.argv
         return COMMANDS[command]()
     return COMMANDS[command](argv, prog=prog)

@@ -128,7 +128,7 @@ def mapping_of(env: EnvConfig) -> PolicyMapping:
 
 # --- what the driver knows before Ray starts ---------------------------------------------------
 @dataclass(frozen=True)
-class Env:
+class ResolvedEnv:
     """A resolved `env` config: what RLlib gets, and the agents and spaces of one local instance."""
 
     rllib_env: Any  # a gymnasium id string, the user's env class, or `MakeEnv`
@@ -161,7 +161,7 @@ class Env:
         return out
 
 
-def resolve(env: EnvConfig) -> Env:
+def resolve(env: EnvConfig) -> ResolvedEnv:
     """Check `env` and build one instance locally (no Ray) to learn its agents and spaces."""
     return _resolve(env.id, tuple(sorted(env.kwargs.items())), env.num_agents, _hashable(env.policy_mapping))
 
@@ -172,7 +172,7 @@ def _hashable(value: Any) -> Any:
 
 @cache
 def _resolve(env_id: str, kwargs_items: tuple[tuple[str, Any], ...], num_agents: int | None,
-             mapping_value: Any) -> Env:
+             mapping_value: Any) -> ResolvedEnv:
     kwargs = dict(kwargs_items)
     target = _target(env_id)
     if target is None:
@@ -202,7 +202,7 @@ def _resolve(env_id: str, kwargs_items: tuple[tuple[str, Any], ...], num_agents:
     is_multi = multi or bool(num_agents)
     mapping = mapping_of(EnvConfig(policy_mapping=dict(mapping_value) if isinstance(mapping_value, tuple)
                                    else mapping_value)) if is_multi else None
-    resolved = Env(rllib_env, env_config, is_multi, spaces, mapping,
+    resolved = ResolvedEnv(rllib_env, env_config, is_multi, spaces, mapping,
                    f"{env_id}" + (f" x{num_agents}" if num_agents else ""))
     if mapping is not None:
         _check_mapping(mapping, list(spaces))

@@ -82,7 +82,7 @@ def evaluate(checkpoint: str, env: EnvConfig, episodes: int = 10, explore: bool 
     return result
 
 
-def _episode(env: EnvConfig, resolved: envs.Env, policies: dict[str, Policy], seed: int,
+def _episode(env: EnvConfig, resolved: envs.ResolvedEnv, policies: dict[str, Policy], seed: int,
              frames: list[np.ndarray] | None) -> dict[Any, float]:
     """One episode; a single-agent env is stepped directly, a multi-agent one through its dicts."""
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame renders offscreen; no sound card needed

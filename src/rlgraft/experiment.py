@@ -6,6 +6,7 @@ RLlib config -> train with Tune -> report.
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from typing import Any
@@ -67,17 +68,17 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
             f"stop {stop}; Ray runtime {how}, cluster CPUs {cluster.get('CPU', 0):g}")
 
     # 5. Train with Tune (or resume the unfinished Tune experiment already in the output dir).
-    storage = str(out_dir(c) / "tune")
-    resuming = tuning.can_restore(storage, c.name)
+    storage, name = str(out_dir(c) / "tune"), experiment_name(c, env)
+    resuming = tuning.can_restore(storage, name)
     if resuming:
-        printer(f"rlgraft: resuming the Tune experiment already in {storage}/{c.name} "
+        printer(f"rlgraft: resuming the Tune experiment already in {storage}/{name} "
                 "(finished trials stay as they are)")
-    outcomes, guard = tuning.fit(tuning.TuneRun.of(c, search.param_space(config, c), config.algo_class,
+    outcomes, guard = tuning.fit(tuning.TuneRun.of(c, name, search.param_space(config, c), config.algo_class,
                                                    storage, stop, fitted.max_concurrent_trials),
                                  printer=printer, restore=resuming)
 
     # 6. Report: summary.json, the restore report, the checkpoint and the command to resume from it.
-    summary = report.summarize(c, outcomes, restore_plan, time.perf_counter() - start, storage)
+    summary = report.summarize(c, outcomes, restore_plan, time.perf_counter() - start, f"{storage}/{name}")
     summary["resume_command"] = resume_command(c, summary, overrides, program)
     report.write_summary(str(out_dir(c)), summary)
     guard.raise_if_missing()
@@ -92,6 +93,11 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
                            found=f"trial logs under {failed[0].path}",
                            fix="read error.txt in the trial folder")
     return summary
+
+
+def experiment_name(c: Config, env: envs.ResolvedEnv) -> str:
+    """The Tune experiment folder: the preset's name and the env, e.g. `pendulum_solve-Pendulum-v1`."""
+    return f"{c.name}-{re.sub(r'[^A-Za-z0-9._-]+', '_', env.label).strip('_')}"
 
 
 def finished(c: Config) -> dict[str, Any] | None:

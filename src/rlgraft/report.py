@@ -65,7 +65,7 @@ def closing_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def summarize(c: Config, outcomes: list[TrialOutcome], restore_plan: RestorePlan | None, wall_s: float,
-              storage: str) -> dict[str, Any]:
+              experiment_path: str) -> dict[str, Any]:
     """summary.json's content: the best trial by `metric`, every trial, the restore and the config."""
     sign = 1.0 if c.mode == "max" else -1.0
 
@@ -90,7 +90,7 @@ def summarize(c: Config, outcomes: list[TrialOutcome], restore_plan: RestorePlan
                     "iterations": int(o.metrics.get("training_iteration", 0)),
                     "metrics": o.metrics} for o in outcomes],
         "output_dir": c.output_dir,
-        "experiment_path": str(Path(storage) / c.name),
+        "experiment_path": experiment_path,
         "restore": ({**restore_plan.summary(),
                      "reports": [json.loads(p.read_text()) for p in reports]} if restore_plan else None),
         "config": OmegaConf.to_container(OmegaConf.structured(c), resolve=True, enum_to_str=True),

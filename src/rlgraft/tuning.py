@@ -88,6 +88,15 @@ class Progress(tune.Callback):
         self.printer(f"[{trial.trial_id}] ERROR: see {trial.local_path}/error.txt")
 
 
+@dataclass(frozen=True)
+class TrialDirname:
+    """`PPO_<trial id>_<searched values>`: Tune's default puts `str(config.env)` in the name, which for
+    an env class is its repr."""
+
+    def __call__(self, trial: Any) -> str:
+        return f"{trial.trainable_name}_{trial.trial_id}_{trial.experiment_tag}"[:120]
+
+
 @dataclass
 class TrialOutcome:
     trial_id: str
@@ -120,10 +129,10 @@ class TuneRun:
     grace_period: int = 2
 
     @classmethod
-    def of(cls, c: Config, param_space: Any, trainable: Any, storage_path: str, stop: dict[str, float],
+    def of(cls, c: Config, name: str, param_space: Any, trainable: Any, storage_path: str, stop: dict[str, float],
            max_concurrent_trials: int) -> TuneRun:
         """The Tune settings of a typed rlgraft config."""
-        return cls(trainable=trainable, param_space=param_space, storage_path=storage_path, name=c.name,
+        return cls(trainable=trainable, param_space=param_space, storage_path=storage_path, name=name,
                    stop=stop, metric=c.metric, mode=c.mode, num_samples=c.tune.num_samples,
                    max_concurrent_trials=max_concurrent_trials,
                    checkpoint_frequency=c.checkpointing.frequency, checkpoint_at_end=c.checkpointing.at_end,
@@ -171,6 +180,7 @@ def fit(run: TuneRun, *, printer: Any = print, restore: bool = False) -> tuple[l
                 num_samples=run.num_samples,
                 max_concurrent_trials=run.max_concurrent_trials,
                 scheduler=_scheduler(run),
+                trial_dirname_creator=TrialDirname(),
             ),
         )
     grid = tuner.fit()
