@@ -86,6 +86,7 @@ def test_your_own_project_with_its_preset_and_env(wheel_venv, tmp_path):
     assert summary["status"] == "ok" and summary["config"]["env"]["id"] == "my_envs:Corridor"
     assert summary["config"]["env"]["kwargs"] == {"length": 8} and summary["config"]["name"] == "corridor"
     assert summary["metrics"]["env_runners/episode_len_mean"] >= 8  # the corridor is 8 long: my kwargs arrived
+    assert "env_runners/goal_reached" in summary["metrics"]  # my callbacks class ran in the EnvRunners
     # A typo in the user's own preset fails as rlgraft's own would.
     bad = in_venv(venv, "rlgraft", "run", "-cd", "conf", "experiment=corridr", cwd=project, timeout=120)
     assert bad.returncode != 0 and "corridr" in bad.stderr

@@ -46,7 +46,8 @@ BAD = [
     ("algo.training.entropy_coeff=[[10,0.01],[1000,0.0]]", "algo.training.entropy_coeff"),
     ("env.id=NoSuch-v0", "NoSuch-v0"),
     *[(f"{key}={bad}", key) for key, bad in [
-        ("algo.training.lr", -1), ("algo.training.lr", 0), ("algo.training.gamma", 1.5), ("algo.training.lambda_", -0.1),
+        ("algo.training.lr", -1), ("algo.training.lr", 0), ("algo.training.gamma", 1.5),
+        ("algo.training.lambda_", -0.1),
         ("algo.training.clip_param", -1), ("algo.training.vf_clip_param", -1), ("algo.training.vf_loss_coeff", -1),
         ("algo.training.entropy_coeff", -1), ("algo.training.kl_coeff", -1), ("algo.training.kl_target", -1),
         ("algo.training.grad_clip", 0), ("algo.training.train_batch_size_per_learner", 0),

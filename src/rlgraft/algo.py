@@ -92,9 +92,9 @@ def options(cfg: Config, section: str) -> dict[str, Any]:
     return {k: v for k, v in getattr(cfg.algo, section).items() if v is not None}
 
 
-def built_options(cfg: Config, section: str) -> dict[str, Any]:
-    """A section's options with `_target_` nodes built (`objects.build`), checked against the builder."""
-    return {k: objects.build(v, f"algo.{section}.{k}", k) for k, v in options(cfg, section).items()}
+def built_options(cfg: Config, section: str, multi_agent: bool = False) -> dict[str, Any]:
+    """A section's options with `_target_` nodes built (`objects.build`)."""
+    return {k: objects.build(v, f"algo.{section}.{k}", k, multi_agent) for k, v in options(cfg, section).items()}
 
 
 def build(cfg: Config, *, num_env_runners: int | None = None) -> Any:
@@ -102,14 +102,14 @@ def build(cfg: Config, *, num_env_runners: int | None = None) -> Any:
     gymnasium id or an importable object, so the checkpoint's config opens in plain RLlib."""
     cls = algo_class(cfg.algo.name)
     config = cls.get_default_config()
+    env = envs.resolve(cfg.env)
     for section in SECTIONS:
         check_section(type(config), section, options(cfg, section))
-        opts = built_options(cfg, section)
+        opts = built_options(cfg, section, env.multi_agent)
         if section == "env_runners" and num_env_runners is not None:
             opts["num_env_runners"] = num_env_runners
         if opts:
             getattr(config, section)(**opts)
-    env = envs.resolve(cfg.env)
     config.environment(env=env.rllib_env, env_config=env.env_config)
     if env.multi_agent:
         assert env.mapping is not None

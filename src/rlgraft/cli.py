@@ -132,6 +132,11 @@ def check_overrides(argv: list[str]) -> None:
         except OverrideParseException as err:
             key, _, value = override.partition("=")
             first = str(err.message).strip().splitlines()[0]
+            if value.lstrip().startswith("{"):
+                print(f"rlgraft: error: cannot parse the override {override!r} ({first}). In a {{key: value}} map "
+                      "Hydra takes keys unquoted, globs included. Fix: write e.g. "
+                      f"'{key}={{agent_*: agent, adversary_*: adversary}}'.", file=sys.stderr)
+                sys.exit(2)
             print(f"rlgraft: error: cannot parse the override {override!r} ({first}). Characters such as "
                   "{ } [ ] , ( ) = ' \" and spaces are Hydra syntax, so a value holding them must be quoted "
                   f"for the shell and for Hydra. Fix: write '{key}=\"{value}\"'.", file=sys.stderr)

@@ -98,7 +98,9 @@ def takes_config(target: Any) -> bool:
 
 @dataclass(frozen=True)
 class PolicyMapping:
-    """Agent id -> module id: a format string (`p{agent_id}`), `shared`, or agent-id globs in order.
+    """Agent id -> module id: a format string (`p{agent_id}`), `shared`, or agent-id globs, of which
+    the most specific match wins (an exact id over `agent_*` over `*`), so a mapping added on the
+    command line (`+env.policy_mapping.agent_0=hero`) refines a preset's without reordering it.
 
     A picklable, printable stand-in for RLlib's `policy_mapping_fn` lambda.
     """
@@ -107,12 +109,18 @@ class PolicyMapping:
     globs: tuple[tuple[str, str], ...] = ()
 
     def __call__(self, agent_id: Any, episode: Any = None, **kwargs: Any) -> str:
-        for pattern, module in self.globs:
-            if fnmatch.fnmatchcase(str(agent_id), pattern):
-                return module
+        matches = [(pattern, module) for pattern, module in self.globs if fnmatch.fnmatchcase(str(agent_id), pattern)]
+        if matches:
+            return max(matches, key=lambda m: _specificity(m[0]))[1]
         if self.globs:
             raise KeyError(f"rlgraft: no env.policy_mapping glob matches agent {agent_id!r}")
         return SHARED if self.template == SHARED else self.template.format(agent_id=agent_id)
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    """Fewer wildcards first, then more literal characters."""
+    wild = sum(pattern.count(c) for c in "*?[")
+    return (-wild, len(pattern) - wild)
 
 
 def mapping_of(env: EnvConfig) -> PolicyMapping:

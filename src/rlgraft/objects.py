@@ -75,7 +75,9 @@ class Connectors:
         return built if self.as_list else built[0]
 
 
-def connectors(value: Any, where: str) -> Connectors:
+def connectors(value: Any, where: str, multi_agent: bool = False) -> Connectors:
+    """The factory for a connector option; in a multi-agent run a piece that takes `multi_agent`
+    (RLlib's MeanStdFilter) gets `multi_agent=True` unless the node sets it."""
     nodes = list(value) if isinstance(value, list | tuple) else [value]
     pieces = []
     for i, node in enumerate(nodes):
@@ -87,6 +89,8 @@ def connectors(value: Any, where: str) -> Connectors:
             raise RlgraftError(f"`{key}`: connector arguments cannot hold `_target_` nodes",
                                fix="pass plain values; build complex pieces in a function and target it")
         cls = locate(str(node[TARGET]), key)
+        if multi_agent and "multi_agent" not in kwargs and _takes(cls, "multi_agent"):
+            kwargs["multi_agent"] = True
         try:
             cls(**kwargs)  # checked once in the driver; the runners build their own
         except Exception as exc:
@@ -96,10 +100,19 @@ def connectors(value: Any, where: str) -> Connectors:
     return Connectors(tuple(pieces), as_list=isinstance(value, list | tuple))
 
 
-def build(value: Any, where: str, key: str = "") -> Any:
+def _takes(cls: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def build(value: Any, where: str, key: str = "", multi_agent: bool = False) -> Any:
     """`value` with every `_target_` node replaced by what RLlib expects at `where` (see module doc)."""
     if key in CONNECTOR_OPTIONS and has_targets(value):
-        return connectors(value, where)
+        return connectors(value, where, multi_agent)
     if key.endswith(("_class", "_cls")) and (is_node(value) or isinstance(value, list | tuple)):
         if isinstance(value, list | tuple):
             return [build(v, f"{where}[{i}]", key) for i, v in enumerate(value)]

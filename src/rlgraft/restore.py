@@ -131,13 +131,23 @@ def _space_str(space: Any) -> str:
     return str(space) if space is not None else "unknown"
 
 
+def same_layout(a: Any, b: Any) -> bool:
+    """Spaces a module's weights fit alike: equal, or Boxes of one shape and dtype (a connector such as
+    MeanStdFilter changes a Box's bounds, not what the network takes in)."""
+    if a == b:
+        return True
+    box = "Box"
+    return (type(a).__name__ == type(b).__name__ == box and getattr(a, "shape", None) == getattr(b, "shape", None)
+            and getattr(a, "dtype", None) == getattr(b, "dtype", None))
+
+
 def compare_module(source: ModuleInfo, target_id: str, target_spaces: tuple[Any, Any],
                    target_params: dict[str, tuple[int, ...]]) -> None:
     """Refuse what RLlib would load silently (strict=False) or fail on minutes later."""
     where = f"source module {source.module_id!r} -> target module {target_id!r}"
     for label, have, want in (("observation", source.observation_space, target_spaces[0]),
                               ("action", source.action_space, target_spaces[1])):
-        if have is not None and have != want:
+        if have is not None and not same_layout(have, want):
             raise RlgraftError(
                 f"{label} spaces differ for {where}",
                 found=f"checkpoint: {_space_str(have)}; this run: {_space_str(want)}",

@@ -1,0 +1,29 @@
+"""Importable parts for tests: env factories of both conventions and an RLlib callbacks class."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+
+def pendulum_from_config(config):
+    """RLlib's factory convention: one env_config dict."""
+    return gym.make("Pendulum-v1", **dict(config))
+
+
+def pendulum_from_keywords(**kwargs):
+    """The keyword convention (gym.make, PettingZoo's parallel_env)."""
+    return gym.make("Pendulum-v1", **kwargs)
+
+
+def not_an_env(config):
+    return {"hello": 1}
+
+
+def raising_factory(config):
+    raise ValueError("the factory says no")
+
+
+class CountEpisodes(RLlibCallback):
+    def on_episode_end(self, *, episode, metrics_logger, **kwargs):
+        metrics_logger.log_value("rlgraft_test_episodes", 1, reduce="sum")
