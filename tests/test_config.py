@@ -25,7 +25,7 @@ def test_every_preset_builds_an_rllib_config(preset):
     cfg = typed([f"experiment={preset}"])
     config = algo.build(cfg)
     assert config.env == envs.resolve(cfg.env).rllib_env
-    assert config.lr == cfg.algo.training["lr"]
+    assert config.lr == cfg.algo.training.get("lr", type(config)().lr)  # the preset's, or RLlib's default
     assert config.is_multi_agent == envs.resolve(cfg.env).multi_agent
 
 

@@ -34,7 +34,7 @@ def test_cell3_algorithm_from_checkpoint_continues_training(single_run, ray_runt
 
     algo = Algorithm.from_checkpoint(single_run["checkpoint"])
     try:
-        assert algo.config.env == "rlgraft/Pendulum-v1"
+        assert algo.config.env == "Pendulum-v1"  # exactly as the seed's cell asserts
         assert algo.iteration == 2
         result = algo.train()
         assert result["training_iteration"] == 3
@@ -64,10 +64,13 @@ def test_cell5_restore_into_a_running_algorithm_continues(single_run, tiny_cfg, 
 def _plain_config(multi: bool):
     """A PPO config written as in the seed, with tiny batches and the run's [16,16] network."""
     from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentPendulum
 
     from rlgraft.envs import PolicyMapping
 
-    config = (PPOConfig().environment("rlgraft/Pendulum-v1/2agents" if multi else "rlgraft/Pendulum-v1")
+    config = (PPOConfig().environment(MultiAgentPendulum, env_config={"num_agents": 2}) if multi
+              else PPOConfig().environment("Pendulum-v1"))
+    config = (config
               .env_runners(num_env_runners=0)
               .training(train_batch_size_per_learner=256, minibatch_size=128, num_epochs=1)
               .rl_module(model_config={"fcnet_hiddens": [16, 16]}))

@@ -51,7 +51,7 @@ COUNT0 = Range(0, integer=True)
 # Every bounded option, by the key a user types. null always means "RLlib's (or rlgraft's) default".
 # RLlib 2.60's validate() checks none of the algo.* bounds below (measured), so rlgraft does.
 RANGES: dict[str, Range] = {
-    "algo.training.lr": POSITIVE,
+    "algo.training.lr": NON_NEGATIVE,  # 0 is a run that samples without learning (used to prove grafts)
     "algo.training.gamma": UNIT,
     "algo.training.lambda_": UNIT,
     "algo.training.clip_param": NON_NEGATIVE,
