@@ -151,6 +151,8 @@ BAD_INPUT = {
     "empty_dir": ("single", lambda s, m, t: {"resume": str(t)}, ["not a checkpoint and holds none"]),
     "truncated_state": ("single", lambda s, m, t: {"resume": str(_corrupt_copy(s, t / "ck", MODULE_STATE, 100))},
                         ["corrupted or truncated"]),
+    "truncated_learner_state": ("single", lambda s, m, t: {"resume": str(_corrupt_copy(
+        s, t / "ck", "learner_group/learner/state.pkl", 100))}, ["learner/state.pkl", "corrupted or truncated"]),
     "empty_algorithm_state": ("single",
                               lambda s, m, t: {"resume": str(_corrupt_copy(s, t / "ck", "algorithm_state.pkl", 0))},
                               ["corrupted or truncated"]),

@@ -204,6 +204,25 @@ def read(path: str | Path) -> CheckpointInfo:
     )
 
 
+def check_state_files(root: Path) -> int:
+    """Every pickle a full restore reads unpickles (safely): a truncated `learner_group/learner/state.pkl`
+    is refused in the driver, not 14 s later inside the trial. Returns how many files were read."""
+    import pickletools
+
+    files = sorted(root.rglob("*.pkl"))
+    for path in files:
+        data = path.read_bytes()
+        try:  # walks the opcodes to the final STOP without building anything (cloudpickle payloads too)
+            for _ in pickletools.genops(data):
+                pass
+        except Exception as exc:
+            raise RlgraftError(
+                f"`{path}` is corrupted or truncated ({type(exc).__name__}: {exc}; {len(data)} bytes)",
+                fix="point at an intact checkpoint, e.g. an earlier checkpoint_00000N of the same trial",
+            ) from exc
+    return len(files)
+
+
 def digest(state: dict[str, Any], keys: list[str] | None = None) -> str:
     """Order-independent SHA-256 of named arrays (torch or numpy); short, for reports."""
     h = hashlib.sha256()

@@ -209,6 +209,8 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
             )
         mapping = {m: m for m in targets}
     transfers = checked_transfers(info, mapping, targets, config, modules)
+    if full:
+        checkpoints.check_state_files(Path(ck))
     components = []
     for target_component, source in (cfg.restore.components or {}).items():
         src = Path(source) if Path(source).is_absolute() else Path(ck) / source
