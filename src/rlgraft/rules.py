@@ -127,8 +127,9 @@ def check(cfg: Config) -> None:
         if value is None or (key in SCHEDULE_OPTIONS and isinstance(value, list)):
             continue
         if not rule.holds(value):
+            default = ", or to null for RLlib's default" if key.startswith("algo.") else ""
             raise RlgraftError(f"`{key}={value!r}` is out of range: it must be {rule.describe()}",
-                               fix=f"set {key} to such a value, or to null for the default")
+                               fix=f"set {key} to such a value{default}")
     stop = stop_thresholds(cfg.stop)
     if not stop:
         raise RlgraftError("`stop` is empty, so the run would never end",
