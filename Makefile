@@ -19,7 +19,7 @@ test-all: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint:
-	$(BIN)/ruff check src experiments tests bench
+	$(BIN)/ruff check src experiments tests bench examples
 	$(BIN)/mypy
 
 bench: install

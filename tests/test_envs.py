@@ -42,6 +42,8 @@ def resolved(*overrides: str) -> envs.ResolvedEnv:
      lambda e: len(e.agents) == 3),                                                          # MultiAgentEnv(config)
     ("mpe2.simple_spread_v3:parallel_env", "{N: 2, max_cycles: 5}",
      lambda e: len(e.get_agent_ids()) == 2),                                                 # PettingZoo(**kwargs)
+    ("mpe2.simple_spread_v3:env", "{N: 4, max_cycles: 5}",
+     lambda e: type(e).__name__ == "PettingZooEnv" and len(e.get_agent_ids()) == 4),        # PettingZoo AEC
 ])
 def test_env_kwargs_reach_each_env_kind(env_id, kwargs, probe):
     cfg = schema.to_config(rlgraft.compose([f"env.id={env_id}", f"env.kwargs={kwargs}"]))  # no `+` needed
@@ -157,6 +159,26 @@ def test_graft_from_a_class_env_and_pettingzoo(kinds, tmp_path):
     s = train(tmp_path, "experiment=pettingzoo_spread", f"+resume={kinds['pettingzoo']['checkpoint']}",
               name="spread")  # full restore: same modules
     assert s["restore"]["full"] and s["restore"]["reports"][0]["verified"]
+
+
+def test_plain_rllib_checkpoints_restore_and_graft(ray_runtime, tmp_path):
+    """A checkpoint written by a plain RLlib script (save_to_path) works with +resume, full and grafted."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    config = (PPOConfig().environment("Pendulum-v1").env_runners(num_env_runners=0)
+              .training(train_batch_size_per_learner=256, minibatch_size=128, num_epochs=1)
+              .rl_module(model_config={"fcnet_hiddens": [16, 16]}))
+    algorithm = config.build_algo()
+    try:
+        algorithm.train()
+        ck = algorithm.save_to_path(str(tmp_path / "plain"))
+    finally:
+        algorithm.stop()
+    full = train(tmp_path, f"+resume={ck}", "stop.num_env_steps_sampled_lifetime=512", name="full")
+    assert full["restore"]["full"] and full["restore"]["reports"][0]["verified"] and full["env_steps"] == 512
+    graft = train(tmp_path, "experiment=multi_pendulum", f"+resume={ck}", "restore.modules={p1: default_policy}",
+                  name="graft")
+    assert graft["restore"]["reports"][0]["modules"][0]["learner_matches_source"]
 
 
 # --------------------------------------------------------------------------- plain RLlib opens rlgraft checkpoints
