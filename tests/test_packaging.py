@@ -49,7 +49,8 @@ def in_venv(venv: Path, *args: str, cwd: Path, timeout: int = 300) -> subprocess
 
 def test_wheel_ships_configs_and_no_top_level_experiments(wheel_venv):
     names = wheel_venv["names"]
-    assert "rlgraft/conf/config.yaml" in names and "rlgraft/conf/experiment/pendulum_solve.yaml" in names
+    shipped = {f"rlgraft/conf/{p.relative_to(ROOT / 'conf')}" for p in (ROOT / "conf").rglob("*.yaml")}
+    assert shipped <= set(names), shipped - set(names)  # every config of the checkout is in the wheel
     assert not any(n.startswith(("experiments/", "conf/", "tests/")) for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.Path(next((wheel_venv["venv"].parent / "dist").glob("*.whl")), entry).read_text()
