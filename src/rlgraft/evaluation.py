@@ -39,6 +39,8 @@ def env_of(checkpoint: str) -> EnvConfig:
             env = json.loads(summary.read_text()).get("config", {}).get("env")
             if env:
                 known = {f.name for f in fields(EnvConfig)}
+                if env.get("multi_agent") is False:  # written before env.num_agents meant copies
+                    env = {**env, "num_agents": None}
                 return EnvConfig(**{k: v for k, v in env.items() if k in known})
     name = str(checkpoints.run_params(checkpoint).get("env", ""))
     if name and name in gym.registry:
