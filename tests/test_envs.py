@@ -214,3 +214,14 @@ def test_plain_rllib_opens_rlgraft_checkpoints(kind, single_run, multi_run, tmp_
     got = json.loads(line.removeprefix("PLAIN"))
     assert got["iteration"] == run["iterations"] + 1 and "action_dist_inputs" in got["keys"]
     assert got["env"] == ("Pendulum-v1" if kind == "single" else "MakeEnv")  # as the seed asserts
+
+
+@pytest.mark.parametrize("kind, agents", [("class", {"0", "1", "2"}),
+                                          ("pettingzoo", {"agent_0", "agent_1", "agent_2"})])
+def test_evaluate_any_multi_agent_env(kinds, kind, agents, tmp_path):
+    """`rlgraft evaluate` rebuilds the run's env from its summary and steps it through the agent dicts."""
+    from rlgraft.evaluation import evaluate_checkpoint
+    from rlgraft.schema import EvaluateConfig
+
+    result = evaluate_checkpoint(EvaluateConfig(checkpoint=kinds[kind]["output_dir"], episodes=2), str(tmp_path))
+    assert set(result["per_agent"]) == agents and all(s["n"] == 2 for s in result["per_agent"].values())
