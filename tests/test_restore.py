@@ -195,6 +195,35 @@ def test_cli_bad_checkpoint_exits_nonzero_with_one_paragraph(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+PROBE_DRY_RUN = """
+import sys, ray, rlgraft
+cfg = rlgraft.compose(sys.argv[3:])
+summary = rlgraft.run(cfg, output_dir=sys.argv[2])
+print("STATUS", summary["status"], "RAY", ray.is_initialized())
+"""
+
+
+def test_dry_run_prints_the_plan_without_ray(single_run, tmp_path):
+    """restore.dry_run: every driver-side check, the plan (shapes, digests, counters, stop), no Ray."""
+    import subprocess
+    import sys
+
+    digest = tree_digest(single_run["checkpoint"])
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-c", PROBE_DRY_RUN, "", str(out), "experiment=multi_pendulum",
+                          "algo.rl_module.model_config.fcnet_hiddens=[16,16]", f"+resume={single_run['checkpoint']}",
+                          "restore.modules={p1: default_policy}", "restore.dry_run=true"],
+                         capture_output=True, text=True, timeout=300)
+    assert "STATUS dry_run RAY False" in res.stdout, res.stderr[-3000:]
+    assert "default_policy -> p1:" in res.stdout and "encoder.actor_encoder.net.mlp.0.weight [16, 3]" in res.stdout
+    assert "installed Ray" in res.stdout and "stop: {'num_env_steps_sampled_lifetime': 8000}" in res.stdout
+    weights = checkpoints.digest(checkpoints.read(single_run["checkpoint"]).modules["default_policy"].weights())
+    assert f"weights {weights}" in res.stdout
+    assert not (out / "tune").exists() and tree_digest(single_run["checkpoint"]) == digest
+    with pytest.raises(RlgraftError, match="restore.dry_run=true but there is no checkpoint"):
+        rlgraft.run(rlgraft.compose(["restore.dry_run=true"]), output_dir=str(tmp_path / "x"))
+
+
 def test_safe_reader_never_imports_checkpoint_classes(single_run):
     """Inspection stands in placeholders for classes: nothing from the pickle runs."""
     ck = Path(single_run["checkpoint"])

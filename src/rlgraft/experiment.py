@@ -48,7 +48,12 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     restore_plan: RestorePlan | None = plan(c, config) if c.resume else None
     if restore_plan:
         stop = restore_plan.stop(stop, c.restore.budget.value)
-        printer(f"rlgraft: restoring from {restore_plan.checkpoint} ({restore_plan.how})")
+        for line in restore_plan.lines(stop):  # the same plan a dry run prints
+            printer(line)
+        if c.restore.dry_run:
+            printer("rlgraft: dry run: every check passed; nothing trained, Ray not started")
+            return {"status": "dry_run", "restore": restore_plan.summary(), "stop": stop, "metrics": {},
+                    "metric": c.metric}
 
     # 3. Connect to Ray and fit EnvRunners and concurrency to the cluster.
     cluster, how = runtime.connect(c.ray)

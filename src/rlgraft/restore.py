@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ class Transfer:
     target: str
     source: str
     digest: str  # of the source weights, to prove they arrived
+    params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # name and shape of every parameter copied
 
 
 @dataclass(frozen=True)
@@ -112,12 +114,32 @@ class RestorePlan:
     how: str
     callback: RestoreCallback
     counters: dict[str, float] = field(default_factory=dict)
+    ray_version: str = "?"
 
     def stop(self, stop: dict[str, float], budget: str) -> dict[str, float]:
         """Stop thresholds; with budget=additional each is moved by the checkpoint's value."""
         if budget != "additional" or not self.callback.full:
             return dict(stop)
         return {k: v + self.counters.get(k, 0.0) for k, v in stop.items()}
+
+    def lines(self, stop: dict[str, float]) -> list[str]:
+        """The plan as a person reads it (`restore.dry_run=true` prints it and stops)."""
+        import ray
+
+        kind = "full restore (weights, optimizer, counters)" if self.callback.full else "partial restore"
+        out = [f"rlgraft plan: {kind} from {self.checkpoint} ({self.how})",
+               f"  checkpoint written by Ray {self.ray_version}; installed Ray {ray.__version__}"]
+        for t in self.callback.transfers:
+            count = sum(math.prod(shape) for _, shape in t.params)
+            out.append(f"  {t.source} -> {t.target}: {len(t.params)} tensors, {count} parameters, weights {t.digest}")
+            out += [f"      {name} {list(shape)}" for name, shape in t.params]
+        for target, source in self.callback.components:
+            out.append(f"  component {source} -> {target}")
+        counters = {k: v for k, v in self.counters.items()
+                    if k in ("num_env_steps_sampled_lifetime", "training_iteration")}
+        out.append(f"  checkpoint counters: {counters}")
+        out.append(f"  stop: {stop}")
+        return out
 
     def summary(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "chosen": self.how, "full": self.callback.full,
@@ -225,7 +247,8 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
         verify=cfg.restore.verify,
         report_dir=str(Path(cfg.output_dir) / "restore") if cfg.output_dir else None,
     )
-    return RestorePlan(checkpoint=ck, how=how, callback=callback, counters=info.counters)
+    return RestorePlan(checkpoint=ck, how=how, callback=callback, counters=info.counters,
+                       ray_version=info.ray_version)
 
 
 def check_sources(info: CheckpointInfo, mapping: dict[str, str]) -> None:
@@ -254,8 +277,10 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
     specs = algo.module_specs(config, spaces)  # RLlib wants spaces for every module of the run
     transfers = []
     for target, source in mapping.items():
-        compare_module(info.modules[source], target, spaces[target], param_shapes(specs[target]))
-        transfers.append(Transfer(target, source, checkpoints.digest(info.modules[source].weights())))
+        shapes = param_shapes(specs[target])
+        compare_module(info.modules[source], target, spaces[target], shapes)
+        transfers.append(Transfer(target, source, checkpoints.digest(info.modules[source].weights()),
+                                  tuple(sorted(shapes.items()))))
     return tuple(transfers)
 
 

@@ -159,6 +159,9 @@ def check(cfg: Config) -> None:
         if value and not cfg.resume:
             raise RlgraftError(f"restore.{name} is set but there is no checkpoint to restore from",
                                fix="add +resume=PATH")
+    if cfg.restore.dry_run and not cfg.resume:
+        raise RlgraftError("restore.dry_run=true but there is no checkpoint to plan a restore from",
+                           fix="add +resume=PATH")
     if cfg.resume is not None and not str(cfg.resume).strip():
         raise RlgraftError("`+resume=` is empty, so there is nothing to restore",
                            fix="give the checkpoint or run folder, e.g. +resume=outputs/DATE/TIME, or drop +resume")

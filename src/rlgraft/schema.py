@@ -104,6 +104,7 @@ class RestoreConfig:
     budget: Budget = Budget.total
     pick: Pick = Pick.latest
     verify: bool = True
+    dry_run: bool = False  # resolve PATH, run every check, print the plan, exit without starting Ray
 
 
 @dataclass
