@@ -104,10 +104,14 @@ def test_optuna_sweeper_optimises_the_returned_metric(tmp_path):
 
 
 def test_asha_scheduler_stops_weak_trials_early(tmp_path):
+    # Two seeds per grid point: with one seed every trial samples the same first iteration (same
+    # weights, same env seeds), so the rung-1 results tie and ASHA's cut depended on arrival order.
     res = run_cli("experiment=pendulum_grid", *TINY_NO_STOP, "tune.scheduler=asha", "tune.grace_period=1",
+                  "+tune.search.debugging.seed={grid:[0,1]}",
                   "stop.num_env_steps_sampled_lifetime=2048", f"hydra.run.dir={tmp_path}", timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((tmp_path / "summary.json").read_text())
     iterations = sorted(t["iterations"] for t in s["trials"])
-    assert len(iterations) == 4 and iterations[0] >= 1
+    assert len(iterations) == 8 and iterations[0] >= 1
+    assert len({t["config"]["seed"] for t in s["trials"]}) == 2  # the searched seed reached the trials
     assert iterations[0] < 8 and iterations[-1] == 8  # ASHA cut at least one trial short; the best ran on

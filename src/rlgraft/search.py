@@ -50,7 +50,9 @@ def param_space(config: Any, cfg: Config) -> Any:
             raise RlgraftError(f"tune.search.{section} is not an algo section",
                                fix=f"use one of {', '.join(algo.SECTIONS)}, e.g. "
                                    "tune.search.training.lr={grid:[1e-3,3e-4]}")
-        algo.check_section(type(config), section, dict.fromkeys(entries))
+        # A seed is searched like any option (`tune.search.debugging.seed={grid:[0,1,2]}`): Tune sets
+        # each trial's, so what `seed=` would otherwise manage is the search's to set.
+        algo.check_section(type(config), section, {k: None for k in entries if (section, k) != ("debugging", "seed")})
     space = config.to_dict()
     for section, key, spec in searched(cfg):
         where = f"tune.search.{section}.{key}"
