@@ -95,10 +95,11 @@ def quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def node_cpus() -> list[float]:
+def nodes() -> list[dict[str, float]]:
+    """The resources of each live node of the connected Ray runtime."""
     import ray
 
-    return [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    return [{k: float(v) for k, v in n["Resources"].items()} for n in ray.nodes() if n.get("Alive")]
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,21 @@ class Fit:
     max_concurrent_trials: int
 
 
-def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any) -> Fit:
+# What to lower when a trial asks for more of a resource than the cluster has.
+HINTS = {
+    "GPU": "set algo.learners.num_gpus_per_learner=0 (and algo.env_runners.num_gpus_per_env_runner=0) to "
+           "train on the CPU, or ask for a fraction such as algo.learners.num_gpus_per_learner=0.5",
+}
+
+
+def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any,
+        node_resources: list[dict[str, float]] | None = None) -> Fit:
     """Size EnvRunners and concurrency to the cluster; refuse a request that can never be placed.
 
     `request(num_env_runners) -> {"total": {...}, "bundles": [...]}` is the algorithm's own demand.
+    CPUs and GPUs (and any other resource a bundle names) are counted alike: in total, per node for
+    the largest bundle, and for how many trials run at once. `node_resources` defaults to the
+    connected runtime's nodes; pass it (with a plain `cluster` dict) to fit without Ray.
     """
     cpus = cluster.get("CPU", 0.0)
     explicit = cfg.algo.env_runners.get("num_env_runners")
@@ -125,25 +137,30 @@ def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any) -
     else:
         runners = int(explicit)
     demand = request(runners)
-    need = demand["total"]
+    need = {k: float(v) for k, v in demand["total"].items() if v}
     for res, amount in need.items():
         have = cluster.get(res, 0.0)
         if amount > have:
-            hint = ("lower algo.env_runners.num_env_runners (or leave it unset so rlgraft fits it)"
-                    if explicit is not None else "ask for fewer resources per learner/runner")
+            hint = HINTS.get(res) or (
+                "lower algo.env_runners.num_env_runners (or leave it unset so rlgraft fits it)"
+                if explicit is not None else "ask for fewer resources per learner/runner")
             raise RlgraftError(
                 f"one trial asks for {amount:g} {res} ({_describe(demand)}) but the Ray cluster has "
                 f"only {have:g} {res} in total, so Tune would leave it PENDING forever",
                 found=f"cluster resources: {_fmt(cluster)}",
                 fix=f"{hint}, or connect to a bigger cluster with ray.address=...",
             )
-    biggest = max((b.get("CPU", 0.0) for b in demand["bundles"]), default=0.0)
-    nodes = node_cpus()
-    if nodes and biggest > max(nodes):
-        raise RlgraftError(f"one bundle of the trial needs {biggest:g} CPUs but the largest node has "
-                           f"{max(nodes):g}", fix="lower the CPUs per learner or runner")
-    trial_cpus = need.get("CPU", 1.0)
-    fits = max(1, int(cpus // trial_cpus)) if trial_cpus else num_trials
+    live = nodes() if node_resources is None else node_resources
+    for res in need:
+        biggest = max((float(b.get(res, 0.0)) for b in demand["bundles"]), default=0.0)
+        largest = max((n.get(res, 0.0) for n in live), default=None)
+        if largest is not None and biggest > largest:
+            raise RlgraftError(
+                f"one bundle of the trial needs {biggest:g} {res} but the largest node has {largest:g}",
+                found=f"bundles: {_describe(demand)}",
+                fix=HINTS.get(res, "lower the CPUs per learner or runner"))
+    # The small epsilon keeps 1.0 / 0.1 from flooring to 9 trials.
+    fits = min((int(cluster.get(res, 0.0) / amount + 1e-9) for res, amount in need.items()), default=num_trials)
     concurrent = max(1, min(concurrent_goal, fits))
     return Fit(runners, concurrent)
 
