@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from rlgraft import timing
 from rlgraft.errors import RlgraftError
 from rlgraft.schema import register
 
@@ -147,6 +148,7 @@ def launch(command: str, argv: list[str], prog: str) -> Any:
     """Run one command as `prog` (`rlgraft run`, or `python -m experiments.run` in a checkout)."""
     global program
     program = prog
+    timing.mark("imports done")
     if command in HYDRA_APPS:
         check_overrides(argv)
         sys.argv = [prog, *argv]  # Hydra reads its overrides and flags from sys.argv

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rlgraft import algo, checkpointable, envs, report, runtime, search, stopping
+from rlgraft import algo, checkpointable, envs, report, runtime, search, stopping, timing, transfer
 from rlgraft.configs import out_dir, prepare
 from rlgraft.errors import RlgraftError
 from rlgraft.restore import RestorePlan, describe, plan
@@ -46,7 +46,12 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
 
     # 2. Plan the restore: resolve PATH, check modules, spaces and shapes against this run.
     restore_plan: RestorePlan | None = plan(c, config) if c.resume else None
+    schedule = transfer.schedule(c, list(envs.resolve(c.env).modules()), *(
+        (restore_plan.counters.get("num_env_steps_sampled_lifetime", 0.0),
+         int(restore_plan.counters.get("training_iteration", 0))) if restore_plan and restore_plan.callback.full
+        else (0.0, 0)))
     if restore_plan:
+        restore_plan.schedule = schedule.lines()
         stop = restore_plan.stop(stop, c.restore.budget.value)
         for line in restore_plan.lines(stop):  # the same plan a dry run prints
             printer(line)
@@ -54,6 +59,8 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
             printer("rlgraft: dry run: every check passed; nothing trained, Ray not started")
             return {"status": "dry_run", "restore": restore_plan.summary(), "stop": stop, "metrics": {},
                     "metric": c.metric}
+
+    timing.mark("checks done")
 
     # 3. Connect to Ray and fit EnvRunners and concurrency to the cluster.
     cluster, how = runtime.connect(c.ray)
@@ -65,6 +72,11 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     algo.add_callbacks(config, on_checkpoint_loaded=checkpointable.SyncAfterLoad())
     if restore_plan:
         algo.add_callbacks(config, on_algorithm_init=restore_plan.callback)
+    for event, event_hooks in transfer.hooks(schedule, c.output_dir).items():  # after the restore's
+        for hook in event_hooks:
+            algo.add_callbacks(config, **{event: hook})
+    if timing.enabled():  # bench/startup.py: phase timestamps from inside the trial
+        algo.add_callbacks(config, **timing.hooks())
     env = envs.resolve(c.env)
     printer(f"rlgraft: {c.algo.name} on {env.label}"
             f"{f' ({len(env.agents)} agents, modules {sorted(env.modules())})' if env.multi_agent else ''}, "
@@ -84,8 +96,11 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
 
     # 6. Report: summary.json, the restore report, the checkpoint and the command to resume from it.
     summary = report.summarize(c, outcomes, restore_plan, time.perf_counter() - start, f"{storage}/{name}")
+    if schedule.active:
+        summary["transfer"] = {**schedule.summary(), "events": transfer.events(c.output_dir)}
     summary["resume_command"] = resume_command(c, summary, overrides, program)
     report.write_summary(str(out_dir(c)), summary)
+    timing.mark("summary written")
     guard.raise_if_missing()
     for rep in (summary["restore"] or {}).get("reports", [])[:1]:
         for line in describe(rep):

@@ -9,6 +9,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from rlgraft import timing
 from rlgraft.errors import RlgraftError
 from rlgraft.schema import Config, RayConfig
 
@@ -49,6 +50,7 @@ def connect(ray_cfg: RayConfig) -> tuple[dict[str, float], str]:
                     "token authentication make its token available (~/.ray/auth_token or "
                     "RAY_AUTH_TOKEN); or drop ray.address to run locally",
             ) from exc
+    timing.mark("ray.init done")
     return {k: float(v) for k, v in ray.cluster_resources().items()}, how
 
 

@@ -13,6 +13,7 @@ from ray import tune
 from ray.tune.stopper import Stopper
 from ray.tune.utils import flatten_dict
 
+from rlgraft import timing
 from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.schema import Config
 from rlgraft.stopping import matching, reached
@@ -83,6 +84,9 @@ class Progress(tune.Callback):
             f"{shown} | {flat.get('time_this_iter_s', 0.0):5.1f} s/iter | "
             f"{time.monotonic() - self._start:6.1f} s"
         )
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        timing.mark("tune trial started", once=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.printer(f"[{trial.trial_id}] ERROR: see {trial.local_path}/error.txt")
