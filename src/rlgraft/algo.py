@@ -11,7 +11,7 @@ import inspect
 from functools import cache
 from typing import Any
 
-from rlgraft import envs, objects, rules
+from rlgraft import envs, objects, rules, transfer
 from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.schema import AlgoConfig, Config
 
@@ -23,8 +23,10 @@ REFUSED = {
     ("multi_agent", "policies"): "the modules follow from the env and env.policy_mapping",
     ("multi_agent", "policy_mapping_fn"): "set env.policy_mapping (a format string, shared, or {glob: module})",
     ("debugging", "seed"): "set seed=N",
-    ("debugging", "logger_config"): "removed from RLlib 2.60; Tune writes the logs (CSV, JSON, TensorBoard)",
-    ("debugging", "logger_creator"): "removed from RLlib 2.60; Tune writes the logs (CSV, JSON, TensorBoard)",
+    ("debugging", "logger_config"): "removed from RLlib 2.60; Tune writes the logs (CSV, JSON, TensorBoard): "
+                                    "choose trackers with logger=mlflow, logger=wandb, logger=tensorboard",
+    ("debugging", "logger_creator"): "removed from RLlib 2.60; Tune writes the logs (CSV, JSON, TensorBoard): "
+                                     "choose trackers with logger=mlflow, logger=wandb, logger=tensorboard",
     ("experimental", "_validate_config"): "rlgraft runs RLlib's validate() before Ray starts; it stays on",
 }
 # Whole sections refused, with the reason.
@@ -114,6 +116,9 @@ def build(cfg: Config, *, num_env_runners: int | None = None) -> Any:
     if env.multi_agent:
         assert env.mapping is not None
         config.multi_agent(policies=set(env.modules()), policy_mapping_fn=env.mapping)
+    trainable = transfer.schedule(cfg, list(env.modules())).trainable  # restore.freeze, selfplay.to
+    if trainable is not None:
+        config.multi_agent(policies_to_train=list(trainable))
     if cfg.seed is not None:
         config.debugging(seed=cfg.seed)
     rules.check_rllib(config, cfg)

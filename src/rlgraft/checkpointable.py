@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlgraft.checkpoints import MODULES, digest
+from rlgraft.checkpoints import MODULES, digest, filter_digest
 
 
 def restore_all(algorithm: Any, checkpoint: str) -> None:
@@ -22,6 +22,36 @@ def restore_module(algorithm: Any, checkpoint: str, source: str, target: str) ->
 
 def restore_component(algorithm: Any, source_path: str, component: str) -> None:
     algorithm.restore_from_path(source_path, component=component)
+
+
+def set_learner_weights(algorithm: Any, module_id: str, weights: dict[str, Any]) -> None:
+    """Set some parameters of one learner module (the rest stay as they are: RLlib's learner-side
+    `set_state` is `load_state_dict(strict=False)`, which is what a partial-parameter graft wants)."""
+    algorithm.learner_group.set_state({"learner": {"rl_module": {module_id: weights}}})
+
+
+def set_trainable(algorithm: Any, modules: list[str] | None) -> None:
+    """The modules the learner updates (RLlib's `policies_to_train`; None: all). A full restore sets the
+    checkpoint's own list, so rlgraft sets the run's after it."""
+    algorithm.learner_group.set_state({"learner": {"should_module_be_updated": modules}})
+
+
+def optimizer_state(algorithm: Any) -> dict[str, Any]:
+    return dict(algorithm.learner_group.get_state(components="learner/optimizer")["learner"]["optimizer"])
+
+
+def set_optimizer_state(algorithm: Any, state: dict[str, Any]) -> None:
+    algorithm.learner_group.set_state({"learner": {"optimizer": state}})
+
+
+def set_connector_state(algorithm: Any, piece: str, state: dict[Any, Any], timeout_s: float = 60.0) -> None:
+    """Set an env-to-module connector piece's state (e.g. MeanStdFilter's, per agent id) on every EnvRunner.
+    A module restore loads no connector state at all; a piece's `set_state` touches only the agents given."""
+    import ray
+
+    ref = ray.put({"env_to_module_connector": {piece: state}})
+    for group in _runner_groups(algorithm):
+        group.foreach_env_runner(_SetState(ref), local_env_runner=True, timeout_seconds=timeout_s)
 
 
 def learner_state(algorithm: Any, module_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -77,18 +107,36 @@ def _runner_digests(runner: Any) -> dict[str, dict[str, str]]:
             if isinstance(sd, dict)}
 
 
-def runner_digests(algorithm: Any) -> list[tuple[str, dict[str, dict[str, str]]]]:
-    """Per-parameter digests of every EnvRunner's modules: (runner label, {module: {param: digest}})."""
-    out: list[tuple[str, dict[str, dict[str, str]]]] = []
+@dataclass(frozen=True)
+class _ConnectorDigests:
+    piece: str
+
+    def __call__(self, runner: Any) -> dict[str, str]:
+        state = runner.get_state(components="env_to_module_connector").get("env_to_module_connector", {})
+        return {str(agent): filter_digest(s) for agent, s in (state.get(self.piece) or {}).items()}
+
+
+def _on_every_runner(algorithm: Any, fn: Any) -> list[tuple[str, Any]]:
+    """(runner label, fn(runner)) for the local and every remote EnvRunner, training and evaluation."""
+    out: list[tuple[str, Any]] = []
     for label, group in zip(("env_runner", "eval_env_runner"), _runner_groups(algorithm), strict=False):
         local = getattr(group, "local_env_runner", None)
         if local is not None:
-            out.append((f"{label}[local]", _runner_digests(local)))
+            out.append((f"{label}[local]", fn(local)))
         if group.num_remote_workers():
-            results = group.foreach_env_runner(_runner_digests, local_env_runner=False,
-                                               timeout_seconds=60)
+            results = group.foreach_env_runner(fn, local_env_runner=False, timeout_seconds=60)
             out += [(f"{label}[remote {i + 1}]", r) for i, r in enumerate(results)]
     return out
+
+
+def runner_digests(algorithm: Any) -> list[tuple[str, dict[str, dict[str, str]]]]:
+    """Per-parameter digests of every EnvRunner's modules: (runner label, {module: {param: digest}})."""
+    return _on_every_runner(algorithm, _runner_digests)
+
+
+def connector_digests(algorithm: Any, piece: str) -> list[tuple[str, dict[str, str]]]:
+    """Every EnvRunner's state digests of one connector piece: (runner label, {str(agent id): digest})."""
+    return _on_every_runner(algorithm, _ConnectorDigests(piece))
 
 
 def load_module(module_dir: str | Path) -> Any:

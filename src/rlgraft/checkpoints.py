@@ -23,6 +23,7 @@ from rlgraft.errors import RlgraftError
 ALGO_METADATA = "rllib_checkpoint.json"
 META = "metadata.json"
 MODULES = "learner_group/learner/rl_module"
+CONNECTORS = "env_runner/env_to_module_connector"
 STATE_FILES = ("algorithm_state.pkl", "class_and_ctor_args.pkl")
 UNTRUSTED_NOTE = ("checkpoints hold pickled Python objects, so restoring one runs code from it: "
                   "only restore checkpoints you trust")
@@ -221,6 +222,55 @@ def check_state_files(root: Path) -> int:
                 fix="point at an intact checkpoint, e.g. an earlier checkpoint_00000N of the same trial",
             ) from exc
     return len(files)
+
+
+def connector_states(root: str | Path) -> dict[str, dict[Any, Any]]:
+    """Stateful env-to-module connector pieces of a checkpoint: piece class name -> {agent id: state}
+    (agent id None in a single-agent run). RLlib's MeanStdFilter keeps its running statistics here."""
+    base = Path(root) / CONNECTORS
+    out: dict[str, dict[Any, Any]] = {}
+    if base.is_dir():
+        for piece in sorted(p for p in base.iterdir() if p.is_dir()):
+            if (piece / "state.pkl").is_file():
+                state = safe_load(piece / "state.pkl")
+                if isinstance(state, dict) and state:
+                    out[piece.name] = state
+    return out
+
+
+def nested_digest(value: Any, drop: tuple[str, ...] = ()) -> str:
+    """SHA-256 of a nested state (dicts, lists, arrays, scalars), keys in sorted order; `drop` leaves
+    out keys by name (a filter's per-runner `*_delta*` buffers)."""
+    h = hashlib.sha256()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            h.update(b"{")
+            for k in sorted(v, key=str):
+                if not any(d in str(k) for d in drop):
+                    h.update(str(k).encode() + b":")
+                    walk(v[k])
+            h.update(b"}")
+        elif isinstance(v, list | tuple):
+            h.update(b"[")
+            for x in v:
+                walk(x)
+            h.update(b"]")
+        elif hasattr(v, "detach") or isinstance(v, np.ndarray):
+            arr = np.ascontiguousarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+            h.update(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes())
+        elif isinstance(v, np.generic):
+            h.update(repr(v.item()).encode())
+        else:
+            h.update(repr(v).encode())
+
+    walk(value)
+    return h.hexdigest()[:16]
+
+
+def filter_digest(agent_state: Any) -> str:
+    """What a connector piece carries from run to run (running statistics), not its per-runner buffers."""
+    return nested_digest(agent_state, drop=("_delta",))
 
 
 def digest(state: dict[str, Any], keys: list[str] | None = None) -> str:

@@ -1,7 +1,7 @@
 """`rlgraft.run(cfg)`: one experiment as a plain function, for the CLI, notebooks and tests.
 
-The story: check the config -> plan the restore -> connect to Ray and fit resources -> build the
-RLlib config -> train with Tune -> report.
+The story: check the config -> plan the restore -> trackers -> connect to Ray and fit resources -> build
+the RLlib config -> train with Tune -> report.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     `skip_finished` returns an existing successful summary instead of training again (sweep re-runs);
     an unfinished Tune experiment in the output dir is always resumed from its last checkpoints.
     """
-    from rlgraft import tuning
+    from rlgraft import tracking, tuning
 
     start = time.perf_counter()
     runtime.quiet()
@@ -62,12 +62,15 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
 
     timing.mark("checks done")
 
-    # 3. Connect to Ray and fit EnvRunners and concurrency to the cluster.
+    # 3. Trackers (`logger=`): packages and tracking servers checked before Ray starts.
+    loggers = tracking.build(c, restore_plan)
+
+    # 4. Connect to Ray and fit EnvRunners and concurrency to the cluster.
     cluster, how = runtime.connect(c.ray)
     trials = search.num_trials(c)
     fitted = runtime.fit(c, cluster, trials, lambda n: algo.resource_request(algo.build(c, num_env_runners=n)))
 
-    # 4. The RLlib config that runs, with rlgraft's hooks.
+    # 5. The RLlib config that runs, with rlgraft's hooks.
     config = algo.build(c, num_env_runners=fitted.num_env_runners)
     algo.add_callbacks(config, on_checkpoint_loaded=checkpointable.SyncAfterLoad())
     if restore_plan:
@@ -84,7 +87,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
             f"{fitted.num_env_runners} EnvRunner(s) each, {fitted.max_concurrent_trials} at a time, "
             f"stop {stop}; Ray runtime {how}, cluster CPUs {cluster.get('CPU', 0):g}")
 
-    # 5. Train with Tune (or resume the unfinished Tune experiment already in the output dir).
+    # 6. Train with Tune (or resume the unfinished Tune experiment already in the output dir).
     storage, name = str(out_dir(c) / "tune"), experiment_name(c, env)
     resuming = tuning.can_restore(storage, name)
     if resuming:
@@ -92,14 +95,16 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
                 "(finished trials stay as they are)")
     outcomes, guard = tuning.fit(tuning.TuneRun.of(c, name, search.param_space(config, c), config.algo_class,
                                                    storage, stop, fitted.max_concurrent_trials),
-                                 printer=printer, restore=resuming)
+                                 printer=printer, restore=resuming, loggers=loggers)
 
-    # 6. Report: summary.json, the restore report, the checkpoint and the command to resume from it.
+    # 7. Report: summary.json (also to the trackers), the restore report, the checkpoint and the command to resume.
     summary = report.summarize(c, outcomes, restore_plan, time.perf_counter() - start, f"{storage}/{name}")
     if schedule.active:
         summary["transfer"] = {**schedule.summary(), "events": transfer.events(c.output_dir)}
     summary["resume_command"] = resume_command(c, summary, overrides, program)
     report.write_summary(str(out_dir(c)), summary)
+    for line in tracking.finish(summary):
+        printer(line)
     timing.mark("summary written")
     guard.raise_if_missing()
     for rep in (summary["restore"] or {}).get("reports", [])[:1]:

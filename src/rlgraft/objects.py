@@ -100,6 +100,21 @@ def connectors(value: Any, where: str, multi_agent: bool = False) -> Connectors:
     return Connectors(tuple(pieces), as_list=isinstance(value, list | tuple))
 
 
+def stateful_pieces(value: Any) -> list[str]:
+    """Class names of the connector pieces in a connector option that keep state between steps (override
+    `get_state`, as MeanStdFilter does); their state is saved under their class name in a checkpoint."""
+    from ray.rllib.connectors.connector_v2 import ConnectorV2
+
+    nodes = list(value) if isinstance(value, list | tuple) else [value] if value is not None else []
+    out = []
+    for node in nodes:
+        if is_node(node):
+            cls = locate(str(node[TARGET]), "algo.env_runners.env_to_module_connector")
+            if isinstance(cls, type) and getattr(cls, "get_state", None) is not ConnectorV2.get_state:
+                out.append(cls.__name__)
+    return out
+
+
 def _takes(cls: Any, name: str) -> bool:
     import inspect
 

@@ -6,6 +6,8 @@ can be printed, compared and called in tests like any value.
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import json
 import logging
 import math
@@ -28,6 +30,23 @@ class Transfer:
     source: str
     digest: str  # of the source weights, to prove they arrived
     params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # name and shape of every parameter copied
+    kept: tuple[str, ...] = ()  # parameters of the target left as built (`restore.params` globs)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.kept)
+
+
+@dataclass(frozen=True)
+class FilterTransfer:
+    """A stateful connector piece's state for one agent (MeanStdFilter's running statistics), carried
+    with the grafted module: RLlib's module restore leaves it behind (ray issue 54408's failure mode)."""
+
+    piece: str
+    target_agent: Any  # None in a single-agent run
+    source_agent: Any
+    state: Any
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -44,21 +63,39 @@ class RestoreCallback:
     full: bool = False
     verify: bool = True
     report_dir: str | None = None
+    filters: tuple[FilterTransfer, ...] = ()
+    optimizer: str = "keep"  # keep | reset (full restore); fresh (a module graft: the target's own, as built)
+    trainable: tuple[str, ...] | None = None  # the run's policies_to_train, set again after a full restore
 
     def __call__(self, *, algorithm: Any, metrics_logger: Any = None, **kwargs: Any) -> None:
         start = time.perf_counter()
+        fresh_optimizer = checkpointable.optimizer_state(algorithm) if self.optimizer == "reset" else None
+        partial = [t for t in self.transfers if t.partial]
+        as_built = checkpointable.learner_state(algorithm, [t.target for t in partial]) if partial else {}
         if self.full:
             checkpointable.restore_all(algorithm, self.checkpoint)
+            checkpointable.set_trainable(algorithm, list(self.trainable) if self.trainable is not None else None)
         else:
             for t in self.transfers:
-                checkpointable.restore_module(algorithm, self.checkpoint, t.source, t.target)
+                if t.partial:
+                    weights = checkpoints.load_module_state(Path(self.checkpoint) / checkpoints.MODULES / t.source)
+                    checkpointable.set_learner_weights(algorithm, t.target, {n: weights[n] for n, _ in t.params})
+                else:
+                    checkpointable.restore_module(algorithm, self.checkpoint, t.source, t.target)
         for component, source in self.components:
             checkpointable.restore_component(algorithm, source, component)
+        optimizer = self.reset_optimizer(algorithm, fresh_optimizer) if fresh_optimizer is not None else {
+            "mode": self.optimizer}
+        for piece in sorted({f.piece for f in self.filters}):
+            checkpointable.set_connector_state(
+                algorithm, piece, {f.target_agent: f.state for f in self.filters if f.piece == piece})
         checkpointable.sync_env_runners(algorithm)
-        report: dict[str, Any] = self.check(algorithm) if self.verify else {"verified": False}
+        report: dict[str, Any] = self.check(algorithm, as_built) if self.verify else {"verified": False}
         report.update(checkpoint=self.checkpoint, full=self.full, seconds=round(time.perf_counter() - start, 3),
                       components=[list(c) for c in self.components], pid=os.getpid(),
-                      iteration=int(getattr(algorithm, "iteration", 0) or 0))
+                      iteration=int(getattr(algorithm, "iteration", 0) or 0), optimizer=optimizer,
+                      filters=[{"piece": f.piece, "source_agent": str(f.source_agent),
+                                "target_agent": str(f.target_agent), "digest": f.digest} for f in self.filters])
         for line in describe(report):
             log.warning(line)
         if self.report_dir:
@@ -66,18 +103,46 @@ class RestoreCallback:
             out.mkdir(parents=True, exist_ok=True)
             (out / f"restore-{os.getpid()}-{time.time_ns()}.json").write_text(json.dumps(report, indent=2))
 
-    def check(self, algorithm: Any) -> dict[str, Any]:
-        """Learner weights equal the source; every EnvRunner holds the learner's weights."""
+    def reset_optimizer(self, algorithm: Any, fresh: dict[str, Any]) -> dict[str, Any]:
+        """Put back the optimizer state the run was built with, over the checkpoint's; prove it."""
+        restored = checkpoints.nested_digest(checkpointable.optimizer_state(algorithm))
+        checkpointable.set_optimizer_state(algorithm, fresh)
+        now = checkpoints.nested_digest(checkpointable.optimizer_state(algorithm))
+        want = checkpoints.nested_digest(fresh)
+        if now != want or now == restored:
+            raise RuntimeError(f"rlgraft restore.optimizer=reset failed: optimizer state {now}, fresh build {want}, "
+                               f"checkpoint {restored}")
+        return {"mode": "reset", "digest": now, "fresh_digest": want, "checkpoint_digest": restored}
+
+    def check(self, algorithm: Any, as_built: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Learner weights equal the source (copied parameters only, the rest as built, for
+        `restore.params`); every EnvRunner holds the learner's weights and the carried filter state."""
         targets = [t.target for t in self.transfers]
         learner = checkpointable.learner_state(algorithm, targets) if targets else {}
-        rows, problems = [], []
+        rows: list[dict[str, Any]] = []
+        problems: list[str] = []
         for t in self.transfers:
-            got = checkpoints.digest(learner[t.target])
+            copied = [n for n, _ in t.params] if t.partial else None
+            got = checkpoints.digest(learner[t.target], copied)
             if got != t.digest:
                 problems.append(f"learner module {t.target!r} has weights {got}, expected {t.digest} "
                                 f"from source module {t.source!r}")
-            rows.append({"target": t.target, "source": t.source, "digest": got,
-                         "learner_matches_source": got == t.digest})
+            row = {"target": t.target, "source": t.source, "digest": got, "learner_matches_source": got == t.digest}
+            if t.partial:
+                built = (as_built or {}).get(t.target, {})
+                changed = [n for n in t.kept if checkpoints.digest(learner[t.target], [n])
+                           != checkpoints.digest(built, [n])]
+                if changed:
+                    problems.append(f"learner module {t.target!r}: parameters outside restore.params changed: "
+                                    f"{', '.join(changed)}")
+                row.update(copied=copied, kept_as_built=list(t.kept))
+            rows.append(row)
+        for piece in sorted({f.piece for f in self.filters}):
+            want = {str(f.target_agent): f.digest for f in self.filters if f.piece == piece}
+            for label, held in checkpointable.connector_digests(algorithm, piece):
+                wrong = [a for a, d in want.items() if held.get(a) != d]
+                if wrong:
+                    problems.append(f"{label} {piece} state for agent(s) {', '.join(wrong)} is not the source's")
         runners = checkpointable.runner_digests(algorithm)
         for label, modules in runners:
             for t in self.transfers:
@@ -99,7 +164,17 @@ def describe(report: dict[str, Any]) -> list[str]:
     lines = [f"rlgraft {kind} from {report.get('checkpoint')} in {report.get('seconds', 0):.2f} s"]
     for m in report.get("modules", []):
         lines.append(f"  {m['source']} -> {m['target']}  weights {m['digest']}  "
-                     f"{'verified' if m['learner_matches_source'] else 'MISMATCH'}")
+                     f"{'verified' if m['learner_matches_source'] else 'MISMATCH'}"
+                     + (f"  ({len(m['copied'])} parameters copied, {len(m['kept_as_built'])} kept as built)"
+                        if "copied" in m else ""))
+    for f in report.get("filters", []):
+        lines.append(f"  {f['piece']} state: agent {f['source_agent']} -> agent {f['target_agent']}  {f['digest']}")
+    opt = report.get("optimizer") or {}
+    if opt.get("mode") == "reset":
+        lines.append(f"  optimizer reset to a fresh build's state {opt['digest']} (checkpoint's was "
+                     f"{opt['checkpoint_digest']})")
+    elif opt.get("mode") == "fresh":
+        lines.append("  optimizer: the grafted modules start with fresh optimizer state")
     for target, source in report.get("components", []):
         lines.append(f"  component {source} -> {target}")
     if report.get("runners_checked"):
@@ -115,6 +190,7 @@ class RestorePlan:
     callback: RestoreCallback
     counters: dict[str, float] = field(default_factory=dict)
     ray_version: str = "?"
+    schedule: list[str] = field(default_factory=list)  # freeze, thaw and self-play lines (`transfer.describe`)
 
     def stop(self, stop: dict[str, float], budget: str) -> dict[str, float]:
         """Stop thresholds; with budget=additional each is moved by the checkpoint's value."""
@@ -126,15 +202,25 @@ class RestorePlan:
         """The plan as a person reads it (`restore.dry_run=true` prints it and stops)."""
         import ray
 
-        kind = "full restore (weights, optimizer, counters)" if self.callback.full else "partial restore"
+        cb = self.callback
+        kind = "full restore (weights, optimizer, counters)" if cb.full else "partial restore"
         out = [f"rlgraft plan: {kind} from {self.checkpoint} ({self.how})",
                f"  checkpoint written by Ray {self.ray_version}; installed Ray {ray.__version__}"]
-        for t in self.callback.transfers:
+        for t in cb.transfers:
             count = sum(math.prod(shape) for _, shape in t.params)
             out.append(f"  {t.source} -> {t.target}: {len(t.params)} tensors, {count} parameters, weights {t.digest}")
             out += [f"      {name} {list(shape)}" for name, shape in t.params]
-        for target, source in self.callback.components:
+            if t.kept:
+                out.append(f"    kept as built ({len(t.kept)}): {', '.join(t.kept)}")
+        for target, source in cb.components:
             out.append(f"  component {source} -> {target}")
+        for f in cb.filters:
+            out.append(f"  {f.piece} state: agent {f.source_agent} -> agent {f.target_agent}, {f.digest}")
+        out.append("  optimizer: " + {"keep": "the checkpoint's (restore.optimizer=keep)",
+                                      "reset": "fresh, as built (restore.optimizer=reset)",
+                                      "fresh": "the grafted modules start fresh"}[cb.optimizer])
+        for line in self.schedule:
+            out.append(f"  {line}")
         counters = {k: v for k, v in self.counters.items()
                     if k in ("num_env_steps_sampled_lifetime", "training_iteration")}
         out.append(f"  checkpoint counters: {counters}")
@@ -143,8 +229,11 @@ class RestorePlan:
 
     def summary(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "chosen": self.how, "full": self.callback.full,
-                "modules": [asdict(t) for t in self.callback.transfers],
+                "modules": [{**asdict(t), "kept": list(t.kept)} for t in self.callback.transfers],
                 "components": [list(c) for c in self.callback.components],
+                "filters": [{"piece": f.piece, "source_agent": str(f.source_agent), "target_agent": str(f.target_agent),
+                             "digest": f.digest} for f in self.callback.filters],
+                "optimizer": self.callback.optimizer,
                 "source_counters": {k: v for k, v in self.counters.items()
                                     if k in ("num_env_steps_sampled_lifetime", "training_iteration")}}
 
@@ -230,9 +319,10 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
                 fix=f"choose which module goes where, e.g. {hint}",
             )
         mapping = {m: m for m in targets}
-    transfers = checked_transfers(info, mapping, targets, config, modules)
+    transfers = checked_transfers(info, mapping, targets, config, modules, list(cfg.restore.params or []))
     if full:
         checkpoints.check_state_files(Path(ck))
+    filters = filter_transfers(ck, info, mapping, cfg, config)
     components = []
     for target_component, source in (cfg.restore.components or {}).items():
         src = Path(source) if Path(source).is_absolute() else Path(ck) / source
@@ -242,10 +332,15 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
                                fix="give a path relative to the checkpoint, e.g. "
                                    "learner_group/learner/rl_module/p0")
         components.append((str(target_component), str(src)))
+    optimizer = cfg.restore.optimizer.value if (full and cfg.restore.optimizer is not None) else (
+        "keep" if full else "fresh")
+    trainable = config.policies_to_train
     callback = RestoreCallback(
         checkpoint=ck, transfers=transfers, components=tuple(components), full=full,
         verify=cfg.restore.verify,
         report_dir=str(Path(cfg.output_dir) / "restore") if cfg.output_dir else None,
+        filters=filters, optimizer=optimizer,
+        trainable=tuple(trainable) if isinstance(trainable, list | tuple | set) else None,
     )
     return RestorePlan(checkpoint=ck, how=how, callback=callback, counters=info.counters,
                        ray_version=info.ray_version)
@@ -260,9 +355,10 @@ def check_sources(info: CheckpointInfo, mapping: dict[str, str]) -> None:
 
 
 def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: list[str], config: Any,
-                      spaces: dict[str, tuple[Any, Any]]) -> tuple[Transfer, ...]:
+                      spaces: dict[str, tuple[Any, Any]], globs: list[str] | None = None) -> tuple[Transfer, ...]:
     """Every source module is in the checkpoint, every target in the run, and spaces, parameter names
-    and shapes agree (modules built locally on the CPU from `spaces`). Raises RlgraftError."""
+    and shapes agree (modules built locally on the CPU from `spaces`); with `globs` (`restore.params`)
+    only the matching parameters, in name and shape. Raises RlgraftError."""
     from rlgraft import algo
 
     check_sources(info, mapping)
@@ -278,10 +374,135 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
     transfers = []
     for target, source in mapping.items():
         shapes = param_shapes(specs[target])
+        if globs:
+            copied = selected_params(info.modules[source], target, shapes, globs)
+            transfers.append(Transfer(target, source, checkpoints.digest(info.modules[source].weights(), copied),
+                                      tuple((n, shapes[n]) for n in copied),
+                                      tuple(sorted(set(shapes) - set(copied)))))
+            continue
         compare_module(info.modules[source], target, spaces[target], shapes)
         transfers.append(Transfer(target, source, checkpoints.digest(info.modules[source].weights()),
                                   tuple(sorted(shapes.items()))))
     return tuple(transfers)
+
+
+def selected_params(source: ModuleInfo, target_id: str, target_params: dict[str, tuple[int, ...]],
+                    globs: list[str]) -> list[str]:
+    """The parameters `restore.params` copies: each glob matches something, and every matching parameter
+    is in both modules with one shape. Spaces are not compared: the shapes are what must fit."""
+    where = f"source module {source.module_id!r} -> target module {target_id!r}"
+    names = set(source.params) | set(target_params)
+    empty = [g for g in globs if not any(fnmatch.fnmatchcase(n, g) for n in names)]
+    if empty:
+        raise RlgraftError(f"restore.params glob(s) {', '.join(map(repr, empty))} match no parameter of {where}",
+                           found="parameters: " + ", ".join(sorted(names)[:12]),
+                           fix="use globs over those names, e.g. 'restore.params=[encoder.*]'")
+    chosen = sorted(n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs))
+    bad = [f"{n}: checkpoint {source.params.get(n, 'absent')} vs run {target_params.get(n, 'absent')}"
+           for n in chosen if source.params.get(n) != target_params.get(n)]
+    if bad:
+        raise RlgraftError(f"restore.params selects parameters that do not fit for {where}",
+                           found="; ".join(bad[:6]),
+                           fix="narrow restore.params to parameters both networks share (e.g. encoder.*), or build "
+                               "the run with the checkpoint's network")
+    return chosen
+
+
+def filter_transfers(ck: str, info: CheckpointInfo, mapping: dict[str, str], cfg: Any,
+                     config: Any) -> tuple[FilterTransfer, ...]:
+    """The connector state (MeanStdFilter's running statistics) that goes with each restored module, per
+    target agent. A stateful piece on one side only is refused: the module would see observations
+    scaled differently from those it learnt on."""
+    from rlgraft import objects
+
+    source_states = checkpoints.connector_states(ck)
+    run_pieces = objects.stateful_pieces(cfg.algo.env_runners.get("env_to_module_connector"))
+    for piece in sorted(set(source_states) - set(run_pieces)):
+        raise RlgraftError(
+            f"the checkpoint's modules learnt on observations passed through {piece} (its state is in "
+            f"{checkpoints.CONNECTORS}/{piece}), but this run has no {piece}, so they would see raw observations",
+            fix=f"add the same connector, e.g. +algo.env_runners.env_to_module_connector='{{_target_: "
+                f"ray.rllib.connectors.env_to_module.{piece}}}' (experiment=pendulum_meanstd has it)")
+    for piece in sorted(set(run_pieces) - set(source_states)):
+        raise RlgraftError(
+            f"this run passes observations through {piece}, but the checkpoint has no {piece} state: its modules "
+            f"learnt on raw observations and the filter would start from nothing",
+            fix="drop algo.env_runners.env_to_module_connector for this run, or restore from a run that had it")
+    if not source_states:
+        return ()
+    out = []
+    if not cfg.restore.modules:  # a full restore: the same run, every agent's state as it was saved
+        for piece, states in source_states.items():
+            out += [FilterTransfer(piece, agent, agent, fresh_buffers(s), checkpoints.filter_digest(s))
+                    for agent, s in states.items()]
+        return tuple(out)
+    env = envs.resolve(cfg.env)
+    source_agents = _source_agents(ck, info, source_states)
+    for target, source in mapping.items():
+        from_agent = next((a for a, m in source_agents if m == source), _MISSING)
+        targets_agents = [a for a in env.agents if env.module_of(a) == target]
+        for piece, states in source_states.items():
+            if from_agent is _MISSING or from_agent not in states:
+                raise RlgraftError(f"cannot tell which agent's {piece} state belongs to source module {source!r}",
+                                   found=f"{piece} state holds agents {', '.join(map(repr, states))}",
+                                   fix="restore from an rlgraft run (its summary.json records the policy mapping) "
+                                       "or a run without the connector")
+            out += [FilterTransfer(piece, agent, from_agent, fresh_buffers(states[from_agent]),
+                                   checkpoints.filter_digest(states[from_agent])) for agent in targets_agents]
+    return tuple(out)
+
+
+def fresh_buffers(agent_state: Any) -> Any:
+    """A filter state with its since-last-sync buffers (`*_delta*`) emptied. RLlib merges runners' filters
+    by adding each remote runner's deltas to the local statistics, so a restored delta would count the
+    source's observations twice (measured: 515 source pushes + 258 new became 1288)."""
+    if not isinstance(agent_state, dict) or "running_stats" not in agent_state:
+        return agent_state
+    import numpy as np
+    from ray.rllib.utils.filter import _deserialize_ndarray, _serialize_ndarray
+
+    def empty(stats: dict[str, Any]) -> dict[str, Any]:
+        out = dict(stats, num_pushes_delta=0)
+        for key in ("mean_delta_array", "sum_sq_diff_delta_array"):
+            if key in stats:
+                out[key] = _serialize_ndarray(np.zeros_like(_deserialize_ndarray(stats[key])))
+        return out
+
+    return {**agent_state, "running_stats": [empty(s) for s in agent_state["running_stats"]]}
+
+
+_MISSING = object()
+
+
+def _source_agents(ck: str, info: CheckpointInfo, states: dict[str, dict[Any, Any]]) -> list[tuple[Any, str]]:
+    """(agent id, module id) pairs of the source run: single-agent is (None, default_policy); a multi-agent
+    run's mapping is read from its rlgraft config (summary.json or .hydra/config.yaml above the checkpoint)."""
+    agents = sorted({a for s in states.values() for a in s}, key=str)
+    if not info.multi_agent:
+        return [(None, envs.SINGLE_AGENT_MODULE)]
+    mapping_value = _recorded_mapping(Path(ck))
+    if mapping_value is None:
+        return []
+    from rlgraft.schema import EnvConfig
+
+    mapping = envs.mapping_of(EnvConfig(policy_mapping=mapping_value))
+    return [(a, mapping(a)) for a in agents]
+
+
+def _recorded_mapping(ck: Path) -> Any:
+    for parent in list(ck.parents)[:6]:
+        summary = parent / "summary.json"
+        if summary.is_file():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                return json.loads(summary.read_text())["config"]["env"]["policy_mapping"]
+        hydra = parent / ".hydra" / "config.yaml"
+        if hydra.is_file():
+            from omegaconf import OmegaConf
+
+            with contextlib.suppress(Exception):
+                value = OmegaConf.load(hydra).env.policy_mapping
+                return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    return None
 
 
 def factory(path: str | os.PathLike[str], *, modules: dict[str, str] | None = None,

@@ -88,6 +88,7 @@ RANGES: dict[str, Range] = {
     "tune.num_samples": COUNT,
     "tune.max_failures": Range(-1, integer=True),
     "tune.grace_period": COUNT,
+    "restore.unfreeze_after": COUNT0,
 }
 # Stop keys that count up from 0: a negative threshold would stop before the first iteration ends.
 COUNTER_SUFFIXES = ("_lifetime", "training_iteration", "time_total_s", "timesteps_total")
@@ -159,6 +160,7 @@ def check(cfg: Config) -> None:
         if value and not cfg.resume:
             raise RlgraftError(f"restore.{name} is set but there is no checkpoint to restore from",
                                fix="add +resume=PATH")
+    check_transfer(cfg)
     if cfg.restore.dry_run and not cfg.resume:
         raise RlgraftError("restore.dry_run=true but there is no checkpoint to plan a restore from",
                            fix="add +resume=PATH")
@@ -169,6 +171,58 @@ def check(cfg: Config) -> None:
         if path is not None and not os.path.isabs(path):
             raise RlgraftError(f"internal path {path!r} is not absolute",
                                fix="pass absolute output_dir/launch_dir")
+
+
+SELFPLAY_KEYS = {"from": "the module that trains, e.g. p0", "to": "the frozen modules it is copied into, e.g. [p1]",
+                 "every": "iterations between snapshots, e.g. 5"}
+
+
+def check_transfer(cfg: Config) -> None:
+    """restore.freeze/unfreeze_after/params/optimizer and `selfplay`, as far as they can be checked
+    without the env (module ids are checked against the env in `transfer.check`)."""
+    r = cfg.restore
+    for name in ("freeze", "params"):
+        value = getattr(r, name)
+        if value and not cfg.resume:
+            raise RlgraftError(f"restore.{name} is set but there is no checkpoint to restore from",
+                               fix="add +resume=PATH (a run without a restore trains every module)")
+    if r.unfreeze_after is not None and not r.freeze:
+        raise RlgraftError(f"restore.unfreeze_after={r.unfreeze_after} is set but restore.freeze names no module",
+                           fix="add 'restore.freeze=[p1]', or drop restore.unfreeze_after")
+    graft = bool(r.modules or r.components)
+    if r.params and not r.modules:
+        raise RlgraftError("restore.params selects parameters of grafted modules, but restore.modules is not set",
+                           fix="name the modules, e.g. 'restore.modules={default_policy:default_policy}' "
+                               "'restore.params=[encoder.*]'")
+    if r.optimizer is not None and r.optimizer.value == "keep" and graft:
+        raise RlgraftError("restore.optimizer=keep applies to a full restore; a module graft always starts the "
+                           "grafted module's optimizer fresh (its moments belong to another run's updates)",
+                           fix="drop restore.optimizer, or drop restore.modules for a full restore")
+    sp = cfg.selfplay
+    if sp is None:
+        return
+    if not isinstance(sp, dict):
+        raise RlgraftError(f"selfplay={sp!r} is not a mapping", fix="write 'selfplay={from: p0, to: [p1], every: 5}'")
+    for key in sp:
+        if key not in SELFPLAY_KEYS:
+            raise RlgraftError(f"`selfplay.{key}` is not a key of selfplay{did_you_mean(str(key), set(SELFPLAY_KEYS))}",
+                               found="keys: " + "; ".join(f"{k}: {v}" for k, v in SELFPLAY_KEYS.items()),
+                               fix=f"correct or remove selfplay.{key}")
+    missing = [k for k in SELFPLAY_KEYS if sp.get(k) is None]
+    if missing:
+        raise RlgraftError(f"selfplay lacks {', '.join(missing)}",
+                           found="keys: " + "; ".join(f"{k}: {v}" for k, v in SELFPLAY_KEYS.items()),
+                           fix="write 'selfplay={from: p0, to: [p1], every: 5}'")
+    to = [sp["to"]] if isinstance(sp["to"], str) else sp["to"]
+    if not isinstance(sp["from"], str) or not isinstance(to, list) or not all(isinstance(t, str) for t in to) or not to:
+        raise RlgraftError(f"selfplay.from must be a module id and selfplay.to a list of module ids, got {sp!r}",
+                           fix="write 'selfplay={from: p0, to: [p1], every: 5}'")
+    if sp["from"] in to:
+        raise RlgraftError(f"selfplay.from={sp['from']!r} is also in selfplay.to: a module cannot be its own frozen "
+                           "snapshot", fix="list other modules in selfplay.to, e.g. 'selfplay={from: p0, to: [p1]}'")
+    if not COUNT.holds(sp["every"]):
+        raise RlgraftError(f"`selfplay.every={sp['every']!r}` is out of range: it must be {COUNT.describe()}",
+                           fix="set selfplay.every to the iterations between snapshots, e.g. 5")
 
 
 def flat_values(cfg: Config) -> dict[str, Any]:

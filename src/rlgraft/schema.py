@@ -23,6 +23,11 @@ class Pick(enum.Enum):
     best = "best"
 
 
+class Optimizer(enum.Enum):
+    keep = "keep"  # a full restore carries the checkpoint's optimizer state (RLlib's behaviour)
+    reset = "reset"  # a full restore starts the optimizer fresh, as a new build has it
+
+
 class Scheduler(enum.Enum):
     fifo = "fifo"
     asha = "asha"
@@ -105,6 +110,13 @@ class RestoreConfig:
     pick: Pick = Pick.latest
     verify: bool = True
     dry_run: bool = False  # resolve PATH, run every check, print the plan, exit without starting Ray
+    # Modules the learner does not update (RLlib's policies_to_train); they still act in the env.
+    freeze: list[str] = field(default_factory=list)
+    unfreeze_after: int | None = None  # env steps after the restore; then the frozen modules train
+    # Globs over parameter names (`encoder.*`): only matching parameters are copied and checked.
+    params: list[str] = field(default_factory=list)
+    # null: keep on a full restore; a module graft always starts the grafted module's optimizer fresh.
+    optimizer: Optimizer | None = None
 
 
 @dataclass
@@ -117,6 +129,59 @@ class TuneConfig:
     grace_period: int = 2  # ASHA: iterations before a trial may be stopped
 
 
+class WandbMode(enum.Enum):
+    online = "online"
+    offline = "offline"  # writes the run under the trial folder, no network; `wandb sync` uploads it later
+    disabled = "disabled"
+
+
+@dataclass
+class MlflowLogger:
+    """`logger=mlflow`: one MLflow run per Tune trial (`rlgraft.trackers.MlflowTracker`)."""
+
+    _target_: str = "rlgraft.trackers.MlflowTracker"
+    # null: MLFLOW_TRACKING_URI, else a local store (`mlruns/`) in the run's (or the sweep's) output dir.
+    tracking_uri: str | None = None
+    # null: MLFLOW_EXPERIMENT_NAME, else the preset's `name` (a sweep: the name and the sweep dir).
+    experiment_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    save_artifact: bool = False  # Tune's option: upload each whole trial folder when the trial ends
+    # MLflow's HTTP settings (MLFLOW_HTTP_REQUEST_TIMEOUT, _MAX_RETRIES) unless set in the environment:
+    # a server that stops answering costs seconds once, not MLflow's default minutes per request.
+    request_timeout: float = 5.0
+    request_max_retries: int = 2
+
+
+@dataclass
+class WandbLogger:
+    """`logger=wandb`: one W&B run per Tune trial (`rlgraft.trackers.WandbTracker`)."""
+
+    _target_: str = "rlgraft.trackers.WandbTracker"
+    project: str = "rlgraft"
+    entity: str | None = None
+    group: str | None = None  # null: the sweep dir for a sweep, else the Tune experiment
+    mode: WandbMode = WandbMode.online
+    tags: list[str] = field(default_factory=list)
+    upload_checkpoints: bool = False  # Tune's option: upload every checkpoint as a W&B artifact
+    excludes: list[str] = field(default_factory=list)  # Tune's option: result keys not logged
+
+
+@dataclass
+class TensorboardLogger:
+    """`logger=tensorboard`: Tune's TensorBoard files, stepped by env steps (`rlgraft.trackers.TensorboardTracker`)."""
+
+    _target_: str = "rlgraft.trackers.TensorboardTracker"
+
+
+@dataclass
+class LoggerConfig:
+    """Trackers by name; null: not used. Tune's CSV, JSON and TensorBoard files are written either way."""
+
+    mlflow: MlflowLogger | None = None
+    wandb: WandbLogger | None = None
+    tensorboard: TensorboardLogger | None = None
+
+
 @dataclass
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -126,9 +191,14 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     stop: dict[str, Any] = field(default_factory=lambda: {"num_env_steps_sampled_lifetime": 8000})
     seed: int | None = 0
     resume: str | None = None
+    # Self-play snapshots, e.g. {from: p0, to: [p1], every: 5}: every `every` iterations the weights of
+    # `from` are copied into each (frozen) module of `to`. Typed Any (`from` is a Python keyword);
+    # its keys and values are checked in `rules`.
+    selfplay: Any = None
     name: str = "rlgraft"
     metric: str = "env_runners/episode_return_mean"
     mode: str = "max"
@@ -160,6 +230,7 @@ GROUPS = {
     "ray": RayConfig,
     "restore": RestoreConfig,
     "tune": TuneConfig,
+    "logger": LoggerConfig,
 }
 
 
@@ -170,7 +241,12 @@ def register() -> None:
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     for group, node in GROUPS.items():
         cs.store(group=group, name=f"{group}_schema", node=open_dicts(node))
+    # One schema per tracker, so each logger file types only its own key and a list of them merges.
+    for tracker in fields(LoggerConfig):
+        cs.store(group="logger", name=f"{tracker.name}_schema", node={tracker.name: TRACKERS[tracker.name]})
 
+
+TRACKERS: dict[str, type] = {"mlflow": MlflowLogger, "wandb": WandbLogger, "tensorboard": TensorboardLogger}
 
 # Free-form dicts: open to new keys, so `env.kwargs={g: 9.81}` and `algo.training.use_kl_loss=false`
 # work without `+`. Every other key stays closed and fails at compose time; the keys inside
