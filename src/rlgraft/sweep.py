@@ -162,5 +162,10 @@ class SweepReport(Callback):
 
         result = build(to_absolute_path(config.hydra.sweep.dir))
         print(f"rlgraft: sweep report {result['md']} ({result['jobs']} jobs, {len(result['failed'])} failed)")
+        if config.get("logger", {}).get("mlflow"):
+            from rlgraft.tracking import log_sweep_plots
+
+            for missed in log_sweep_plots(result["dir"], result["plots"]):
+                print(f"rlgraft: warning: the sweep plots did not reach MLflow run {missed}")
         if result["failed"]:
             raise SystemExit(f"rlgraft: jobs {', '.join(result['failed'])} failed; see {result['md']}")

@@ -153,8 +153,10 @@ def _scheduler(run: TuneRun) -> Any:
     return None
 
 
-def fit(run: TuneRun, *, printer: Any = print, restore: bool = False) -> tuple[list[TrialOutcome], StopGuard]:
-    """Run (or resume) the Tune experiment and collect one outcome per trial."""
+def fit(run: TuneRun, *, printer: Any = print, restore: bool = False,
+        loggers: list[Any] | None = None) -> tuple[list[TrialOutcome], StopGuard]:
+    """Run (or resume) the Tune experiment and collect one outcome per trial; `loggers` are the
+    trackers of `logger.*` (`tracking.build`), beside the progress lines."""
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(run.experiment_state_s)  # read by Tune's controller
     guard = StopGuard(run.stop)
     run_config = tune.RunConfig(
@@ -162,7 +164,7 @@ def fit(run: TuneRun, *, printer: Any = print, restore: bool = False) -> tuple[l
         storage_path=run.storage_path,
         stop=guard,
         verbose=0,
-        callbacks=[Progress(run.metric, printer)],
+        callbacks=[Progress(run.metric, printer), *(loggers or [])],
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=run.num_to_keep,
             checkpoint_frequency=run.checkpoint_frequency,
