@@ -50,7 +50,7 @@ def test_frozen_graft_stays_bit_identical_while_the_other_module_trains(single_r
         assert same(weights(ck, "p1"), src)
     assert not same(weights(cks[0], "p0"), weights(cks[-1], "p0"))  # p0 did train
     # The run proved it after every iteration on the learner and the remote EnvRunner.
-    assert out["metrics"]["rlgraft/frozen"] == ["p1"]
+    assert out["metrics"]["rlgraft/frozen"] == "p1"
     assert "env_runner[remote 1]" in out["metrics"]["rlgraft/frozen_verified_on"]
     assert out["transfer"]["frozen"] == ["p1"] and out["transfer"]["events"] == []
     assert tree_digest(source) == before
@@ -67,7 +67,7 @@ def test_frozen_module_thaws_after_the_given_env_steps(single_run, tiny_cfg, tmp
     assert [same(weights(ck, "p1"), src) for ck in cks] == [True, True, False, False]  # thawed after 512 steps
     thaw = [e for e in out["transfer"]["events"] if e["event"] == "thaw"]
     assert len(thaw) == 1 and thaw[0]["iteration"] == 2 and thaw[0]["env_steps"] == 512
-    assert out["metrics"]["rlgraft/thawed"] is True and out["metrics"]["rlgraft/frozen"] == []
+    assert out["metrics"]["rlgraft/thawed"] is True and out["metrics"]["rlgraft/frozen"] == ""
 
 
 # --------------------------------------------------------------------------- partial parameters
@@ -143,6 +143,18 @@ def test_selfplay_copies_the_learner_into_the_frozen_opponent(tiny_cfg, ray_runt
     assert out["metrics"]["rlgraft/selfplay_snapshots"] == 2 and out["metrics"]["rlgraft/selfplay_last_iteration"] == 4
 
 
+def test_selfplay_after_a_full_restore_counts_from_the_checkpoint(multi_run, tiny_cfg, tmp_path):
+    source = multi_run["checkpoint"]
+    assert multi_run["iterations"] == 1
+    cfg = tiny_cfg("multi", {"resume": source, "selfplay": {"from": "p0", "to": ["p1"], "every": 1},
+                             "stop.num_env_steps_sampled_lifetime": 768})
+    out = run(cfg, tmp_path)
+    assert out["iterations"] == 3 and out["restore"]["full"]
+    assert [e["iteration"] for e in out["transfer"]["events"] if e["event"] == "snapshot"] == [2, 3]
+    assert same(weights(out["checkpoint"], "p1"), weights(out["checkpoint"], "p0"))
+    assert not same(weights(out["checkpoint"], "p1"), weights(source, "p1"))
+
+
 # --------------------------------------------------------------------------- dry run and bad input
 def test_dry_run_plan_names_freeze_params_and_optimizer(single_run, tiny_cfg, tmp_path):
     lines: list[str] = []
@@ -157,6 +169,7 @@ def test_dry_run_plan_names_freeze_params_and_optimizer(single_run, tiny_cfg, tm
     assert "the grafted modules start fresh" in text
 
 
+SAME = {"default_policy": "default_policy"}
 MEANSTD = {"_target_": "ray.rllib.connectors.env_to_module.MeanStdFilter"}
 # case -> (run kind, overrides from (single ckpt, meanstd ckpt), words the message must hold)
 BAD_INPUT = {
@@ -167,9 +180,9 @@ BAD_INPUT = {
     "freeze_every_module": ("single", lambda s, m: {"resume": s, "restore.freeze": ["default_policy"]},
                             ["every module", "nothing trains"]),
     "freeze_without_resume": ("multi", lambda s, m: {"restore.freeze": ["p1"]}, ["+resume=PATH"]),
-    "params_match_nothing": ("single", lambda s, m: {"resume": s, "restore.modules": {"default_policy": "default_policy"},
+    "params_match_nothing": ("single", lambda s, m: {"resume": s, "restore.modules": SAME,
                                                      "restore.params": ["decoder.*"]}, ["'decoder.*'", "encoder."]),
-    "params_shape": ("single", lambda s, m: {"resume": s, "restore.modules": {"default_policy": "default_policy"},
+    "params_shape": ("single", lambda s, m: {"resume": s, "restore.modules": SAME,
                                              "restore.params": ["pi.*"],
                                              "algo.rl_module.model_config.head_fcnet_hiddens": [32]},
                      ["do not fit", "pi.net.mlp"]),

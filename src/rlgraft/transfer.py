@@ -120,7 +120,8 @@ class Frozen:
             algorithm._rlgraft_thawed = True
             _event(self.report_dir, event="thaw", modules=list(self.plan.thaw), env_steps=steps,
                    iteration=int(result.get("training_iteration", 0)))
-        result.setdefault("rlgraft", {}).update(frozen=list(still), frozen_verified_on=proved,
+        # Strings, not lists: Tune's CSV and TensorBoard loggers take scalars and strings.
+        result.setdefault("rlgraft", {}).update(frozen=",".join(still), frozen_verified_on=",".join(proved),
                                                 thawed=bool(thawed and self.plan.thaw))
 
     def prove(self, algorithm: Any, want: dict[str, str]) -> list[str]:
