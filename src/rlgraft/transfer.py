@@ -35,6 +35,7 @@ class Schedule:
     selfplay_to: tuple[str, ...] = ()
     every: int = 0
     start_iteration: int = 0  # iteration the run starts from (a full restore continues the checkpoint's)
+    verify: bool = True  # restore.verify: prove frozen weights on the learner and every EnvRunner
 
     @property
     def active(self) -> bool:
@@ -78,7 +79,7 @@ def schedule(c: Config, modules: list[str], restored_steps: float = 0.0, restore
     return Schedule(frozen=frozen, thaw=tuple(freeze), thaw_at=thaw_at, trainable=trainable,
                     trainable_after_thaw=after, selfplay_from=sp.get("from") if sp else None,
                     selfplay_to=tuple(to), every=int(sp.get("every", 0)) if sp else 0,
-                    start_iteration=restored_iteration)
+                    start_iteration=restored_iteration, verify=c.restore.verify)
 
 
 def _record(algorithm: Any, modules: tuple[str, ...]) -> dict[str, str]:
@@ -113,7 +114,7 @@ class Frozen:
         thawed = self.plan.thaw_at is not None and steps >= self.plan.thaw_at
         still = tuple(m for m in self.plan.frozen if not (thawed and m in self.plan.thaw))
         want = getattr(algorithm, FROZEN_ATTR, None) or _record(algorithm, self.plan.frozen)
-        proved = self.prove(algorithm, {m: want[m] for m in still}) if still else []
+        proved = self.prove(algorithm, {m: want[m] for m in still}) if still and self.plan.verify else []
         if thawed and not getattr(algorithm, "_rlgraft_thawed", False):
             after = self.plan.trainable_after_thaw
             checkpointable.set_trainable(algorithm, list(after) if after is not None else None)
