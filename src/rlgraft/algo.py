@@ -63,6 +63,10 @@ def builder_params(cls: type, method: str) -> frozenset[str]:
 def check_section(config_cls: type, section: str, options: dict[str, Any]) -> None:
     allowed = builder_params(config_cls, section)
     for key in options:
+        # Refusals first: some (debugging.logger_config) are gone from RLlib and would read as typos.
+        if (section, key) in REFUSED:
+            raise RlgraftError(f"`algo.{section}.{key}` is not passed to RLlib by rlgraft",
+                               fix=REFUSED[(section, key)])
         if key not in allowed:
             raise RlgraftError(
                 f"`algo.{section}.{key}` is not an option of RLlib's "
