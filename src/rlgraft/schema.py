@@ -236,6 +236,9 @@ GROUPS = {
 
 def register() -> None:
     """Register the schema so every YAML in conf/ is validated against it at compose time."""
+    from rlgraft.launcher import register_plugin
+
+    register_plugin()  # hydra/launcher=rlgraft
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(name="evaluate_schema", node=EvaluateConfig)

@@ -1,0 +1,1 @@
+"""Hydra finds launchers in the `hydra_plugins` namespace; rlgraft's lives in `rlgraft.launcher`."""
