@@ -1,7 +1,8 @@
 """The default rlgraft experiment written directly in RLlib + Tune, as a user would (the anchor).
 
-Same hyperparameters as `conf/algo/ppo.yaml` + `experiment=pendulum`, same stop. One EnvRunner
-(rlgraft fits one on 2 CPUs; RLlib's default of two would never be placed here).
+Same hyperparameters as `conf/algo/ppo.yaml` + `experiment=pendulum`, same stop. One EnvRunner by
+default (RLlib's default of two would never be placed on 2 CPUs); `python bench/raw_ppo.py R` for R
+(0 samples in the trial, as rlgraft's fitting does on 2 CPUs).
 """
 
 import sys
