@@ -174,8 +174,9 @@ class _EnvStepWandbActor(_WandbLoggingActor):
         super().__init__(*args, **kwargs)
 
     def run(self) -> None:
-        # Tune's loop, but `wandb.log` without `step=iteration`: W&B's own step stays monotonic across a
-        # resume, and every chart's x-axis is the env-step metric.
+        # Tune's loop, with every chart's x-axis the env-step metric. W&B's step stays the iteration: an
+        # offline resume restarts W&B's own counter at 0 (no server to ask), and the iteration goes on
+        # from the restored checkpoint.
         os.environ["WANDB_START_METHOD"] = "thread"
         run = self._wandb.init(*self.args, **self.kwargs)
         run.define_metric(STEP)
@@ -192,7 +193,7 @@ class _EnvStepWandbActor(_WandbLoggingActor):
             metrics, config_update = self._handle_result(item)
             try:
                 run.config.update(config_update, allow_val_change=True)
-                run.log(metrics)
+                run.log(metrics, step=metrics.get("training_iteration"))
             except Exception as exc:  # a flaky network loses a point, never the trial
                 log.warning("rlgraft: W&B did not log a result: %s", exc)
         run.finish()
