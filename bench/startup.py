@@ -11,7 +11,8 @@ CLI, at `cli.launch`), compose + checks done (before Ray), ray.init done, the tr
 (the first env step follows it), each result (`on_train_result`), summary.json written. Process start
 and exit are taken here, around the child (its stdout and stderr go to files, so a Ray process that
 outlives it cannot hold a pipe open and lengthen the figure). After each run, processes left in the
-run's process group (Ray's processes join the driver's group) are listed, at exit and 3 s later.
+run's process group are listed, at exit and 3 s later (each run starts a new session, so the driver
+leads a group of its own that every Ray process it starts inherits).
 A last run with `python -X importtime` splits the imports by package (that run is not timed).
 """
 
@@ -31,19 +32,23 @@ args = sys.argv[1:]
 runs = int(args.pop(0)) if args and args[0].isdigit() else 3
 overrides = args
 out = Path(tempfile.mkdtemp(prefix="rlgraft-startup-"))
-PHASES = ["imports done", "checks done", "ray.init done", "trial process started", "env created",
+PHASES = ["imports done", "ray.init started", "torch and RLlib imported", "ray.init done in the background",
+          "checks done", "ray.init done", "trial process started", "env created",
           "algorithm built", "first episode started", "first result", "last result", "summary written",
           "process exit"]
-LABELS = {"imports done": "imports done (Python, Hydra, CLI)", "checks done": "compose + checks done (RLlib import)",
+LABELS = {"imports done": "imports done (Python, Hydra, CLI)", "checks done": "compose + checks done",
+          "ray.init started": "ray.init started in the background (CLI, after the config's own checks)",
+          "ray.init done": "ray.init done (as rlgraft.run connects)",
           "trial process started": "trial process started", "env created": "first env built in the trial",
           "algorithm built": "algorithm built (on_algorithm_init)",
           "first episode started": "first env step (first episode started)"}
 
 
 def left_over(pgid: int) -> list[str]:
-    """Processes still in the run's process group (the driver made itself its leader for Ray)."""
-    ps = subprocess.run(["ps", "-eo", "pid=,pgid=,args="], capture_output=True, text=True).stdout
-    return [line.strip()[:100] for line in ps.splitlines() if line.split()[1:2] == [str(pgid)]]
+    """Processes still in the run's process group (the driver leads it: `start_new_session`)."""
+    ps = subprocess.run(["ps", "-eo", "pid=,pgid=,stat=,args="], capture_output=True, text=True).stdout
+    return [line.strip()[:100] for line in ps.splitlines()
+            if line.split()[1:2] == [str(pgid)] and not line.split()[2].startswith("Z")]  # zombies have ended
 
 
 def one(i: int) -> dict[str, float]:
@@ -51,7 +56,8 @@ def one(i: int) -> dict[str, float]:
     cmd = [sys.executable, "-m", "experiments.run", *overrides, f"hydra.run.dir={out}/run-{i}"]
     with open(out / f"stdout-{i}.txt", "w") as so, open(out / f"stderr-{i}.txt", "w") as se:
         start = time.time()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=so, stderr=se, env={**os.environ, "RLGRAFT_TIMING": str(log)})
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=so, stderr=se, start_new_session=True,
+                                env={**os.environ, "RLGRAFT_TIMING": str(log)})
         code = proc.wait()
         end = time.time()
     now, later = left_over(proc.pid), (time.sleep(3), left_over(proc.pid))[1]
