@@ -164,7 +164,11 @@ def test_per_agent_stop_composes_from_the_command_line():
 def test_multi_agent_solve_preset_is_the_single_agent_one_per_policy():
     single, multi = typed(["experiment=pendulum_solve"]), typed(["experiment=multi_pendulum_solve"])
     assert multi.algo == single.algo and multi.env.num_agents == 2
-    assert stopping.stop_thresholds(multi.stop) == {"num_env_steps_sampled_lifetime": 500000, PER_AGENT: -300}
+    # Both stop on the mean of the last 20 episodes (rlgraft.episodes.LastEpisodes): summed, or per agent.
+    assert stopping.stop_thresholds(single.stop) == {"num_env_steps_sampled_lifetime": 400000,
+                                                     "env_runners/episode_return_mean_last_20": -300}
+    assert stopping.stop_thresholds(multi.stop) == {"num_env_steps_sampled_lifetime": 500000,
+                                                    "env_runners/agent_episode_return_mean_last_20/*": -300}
 
 
 @pytest.mark.parametrize("override, word", [("restore.modules={p1:p0}", "+resume"),

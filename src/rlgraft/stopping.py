@@ -18,8 +18,9 @@ KNOWN_RESULT_KEYS = {
     "env_runners/num_env_steps_sampled_lifetime", "env_runners/num_episodes_lifetime",
     "learners/__all_modules__/num_env_steps_trained_lifetime",
 }
-# Per-agent and per-module keys end in an id, so they are checked on live results only.
-PER_AGENT_PREFIXES = ("env_runners/agent_", "env_runners/module_")
+# Per-agent and per-module keys end in an id, so they are checked on live results only; so do the
+# windowed means of rlgraft.episodes.LastEpisodes (`env_runners/episode_return_mean_last_20`).
+PER_AGENT_PREFIXES = ("env_runners/agent_", "env_runners/module_", "env_runners/episode_return_mean_last_")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
