@@ -37,24 +37,20 @@ def register_plugin() -> None:
 
 
 def start_runtime(config: Any) -> tuple[str | None, float]:
-    """The Ray runtime the jobs join: the sweep's `ray.address`, or a local one started here.
-    Returns (address for the workers, cluster CPUs)."""
+    """The Ray runtime the jobs join: the sweep's `ray.address`, or a local one started here (through
+    `runtime.connect`, so the launcher's exit ends it like a run's). Returns (address for the workers,
+    cluster CPUs)."""
     import ray
+    from omegaconf import OmegaConf
 
     from rlgraft import runtime
+    from rlgraft.schema import RayConfig
 
-    ray_cfg = config.get("ray") or {}
-    address = ray_cfg.get("address")
-    if address:
+    ray_cfg = RayConfig(**OmegaConf.to_container(config.ray, resolve=True))  # type: ignore[arg-type]
+    if ray_cfg.address:
         return None, 0.0  # each job connects to the cluster itself, as under the basic launcher
-    runtime.quiet()
-    if not ray.is_initialized():
-        kwargs = dict(include_dashboard=False, logging_level=ray_cfg.get("logging_level", "WARNING"),
-                      log_to_driver=False)
-        if ray_cfg.get("num_cpus"):
-            kwargs["num_cpus"] = int(ray_cfg["num_cpus"])
-        ray.init(**kwargs)
-    return ray.get_runtime_context().gcs_address, float(ray.cluster_resources().get("CPU", 1.0))
+    cluster, _ = runtime.connect(ray_cfg)
+    return ray.get_runtime_context().gcs_address, float(cluster.get("CPU", 1.0))
 
 
 def _worker_setup(address: str | None, n_jobs: int) -> None:
