@@ -37,3 +37,14 @@ def test_jobs_run_concurrently_on_one_runtime_and_keep_the_sweep(tmp_path):
     again = run_cli(*args, timeout=600)
     assert again.stdout.count("already finished; skipping") == 2
     assert all((tmp_path / j / "summary.json").read_text() == before[j] for j in "02")
+
+
+def test_each_concurrent_job_fits_runners_to_its_share(monkeypatch):
+    """RLGRAFT_CONCURRENT_JOBS (set by the launcher in its workers) divides the CPUs among the jobs."""
+    from tests.test_resources import fitted
+
+    cluster = {"CPU": 16.0}
+    alone = fitted(["resources.max_env_runners=8"], cluster)
+    monkeypatch.setenv("RLGRAFT_CONCURRENT_JOBS", "4")
+    shared = fitted(["resources.max_env_runners=8"], cluster)
+    assert (alone.num_env_runners, shared.num_env_runners) == (8, 3)  # 16 CPUs alone; 4 each of 4 jobs

@@ -243,7 +243,8 @@ def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any,
     the largest bundle, and for how many trials run at once. `node_resources` defaults to the
     connected runtime's nodes; pass it (with a plain `cluster` dict) to fit without Ray.
     """
-    cpus = cluster.get("CPU", 0.0)
+    # Concurrent sweep jobs (`hydra/launcher=rlgraft`) share the runtime: each fits to its share.
+    cpus = cluster.get("CPU", 0.0) / max(1, int(os.environ.get("RLGRAFT_CONCURRENT_JOBS", "1") or 1))
     explicit = cfg.algo.env_runners.get("num_env_runners")
     concurrent_goal = min(num_trials, cfg.resources.max_concurrent_trials or num_trials)
     if explicit is None:
