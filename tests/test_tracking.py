@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import rlgraft
-from rlgraft import configs, runtime, tracking
+from rlgraft import configs, runtime, schema, tracking
 from rlgraft.errors import RlgraftError
 from tests.conftest import ROOT, TINY
 
@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 class Server:
-    """`mlflow server` on 127.0.0.1 with a sqlite store; `uri`, `client()`, `stop()`."""
+    """`mlflow server` on 127.0.0.1 with a sqlite store; `wait()` until it answers, `client()`, `stop()`."""
 
     def __init__(self, root: Path):
         self.root, self.port = root, free_port()
@@ -48,16 +48,18 @@ class Server:
                  "--workers", "1", "--backend-store-uri", f"sqlite:///{root}/db.sqlite",
                  "--default-artifact-root", str(root / "art")],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(self) -> Server:
         deadline = time.time() + 180
         while time.time() < deadline:
-            assert self.proc.poll() is None, (root / "server.log").read_text()[-2000:]
+            assert self.proc.poll() is None, (self.root / "server.log").read_text()[-2000:]
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
                     if r.status == 200:
-                        return
+                        return self
             except OSError:
                 time.sleep(0.5)
-        raise RuntimeError(f"mlflow server did not answer: {(root / 'server.log').read_text()[-2000:]}")
+        raise RuntimeError(f"mlflow server did not answer: {(self.root / 'server.log').read_text()[-2000:]}")
 
     def client(self, uri: str | None = None):
         from mlflow.tracking import MlflowClient
@@ -74,11 +76,19 @@ class Server:
                 self.proc.wait()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("mlflow"))
-    yield s
-    s.stop()
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory):
+    """Two servers started at once, and while Ray starts (each takes 10-20 s to answer here): one that
+    stays up, and one that the mid-run test stops. Tests `wait()` for the one they use."""
+    both = [Server(tmp_path_factory.mktemp("mlflow")), Server(tmp_path_factory.mktemp("mlflow_doomed"))]
+    yield both
+    for s in both:
+        s.stop()
+
+
+@pytest.fixture
+def server(servers):
+    return servers[0].wait()
 
 
 def runs_of(client, experiment: str):
@@ -106,6 +116,14 @@ def test_every_logger_option_composes_and_builds_without_ray(option, tmp_path):
     assert [type(cb).__name__ for cb in callbacks] == (
         [] if option == "default" else [{"mlflow": "MlflowTracker", "wandb": "WandbTracker",
                                          "tensorboard": "TensorboardTracker"}[option]])
+
+
+@pytest.mark.parametrize("name", sorted(schema.TRACKERS))
+def test_tracker_dataclass_defaults_equal_the_yaml(name):
+    from omegaconf import OmegaConf
+
+    composed = OmegaConf.to_container(rlgraft.compose([f"logger={name}"]).logger[name])
+    assert composed == OmegaConf.to_container(OmegaConf.structured(schema.TRACKERS[name]()))
 
 
 def test_a_list_of_loggers_merges_and_typos_fail_at_compose_time():
@@ -181,7 +199,7 @@ def mlflow_cfg(tiny_cfg, uri: str, experiment: str, **more):
     return tiny_cfg("single", {"logger": logger, **more})
 
 
-def test_tiny_run_then_graft_read_back_from_the_server(ray_runtime, server, tiny_cfg, tmp_path):
+def test_tiny_run_then_graft_read_back_from_the_server(servers, ray_runtime, server, tiny_cfg, tmp_path):
     cfg = mlflow_cfg(tiny_cfg, server.uri, "tiny", **{"stop.num_env_steps_sampled_lifetime": 512})
     lines: list[str] = []
     s = rlgraft.run(cfg, output_dir=str(tmp_path / "a"), printer=lines.append)
@@ -226,8 +244,8 @@ def test_tiny_run_then_graft_read_back_from_the_server(ray_runtime, server, tiny
     assert runs[1].info.run_id != run.info.run_id
 
 
-def test_server_stopped_mid_run_training_finishes_and_says_what_was_lost(ray_runtime, tiny_cfg, tmp_path):
-    srv = Server(tmp_path / "mlflow")
+def test_server_stopped_mid_run_training_finishes_and_says_what_was_lost(servers, ray_runtime, tiny_cfg, tmp_path):
+    srv = servers[1].wait()
     try:
         lines: list[str] = []
         pid = srv.proc.pid  # the printer holds plain values only: Tune pickles the progress callback

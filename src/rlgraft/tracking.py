@@ -226,8 +226,9 @@ def finish(summary: dict[str, Any]) -> list[str]:
             lost = entry.get("lost") or {}
             if entry.get("run_id") and not lost.get("error"):
                 lost = _finish_mlflow(entry, trial, summary_file)
-            lines.append(f"rlgraft: MLflow run {entry.get('run_id')} (experiment {entry.get('experiment_name')!r}, "
-                         f"{entry.get('tracking_uri')}) for trial {trial['trial_id']}")
+            if entry.get("run_id"):
+                lines.append(f"rlgraft: MLflow run {entry['run_id']} (experiment {entry.get('experiment_name')!r}, "
+                             f"{entry.get('tracking_uri')}) for trial {trial['trial_id']}")
             if lost.get("error"):
                 its = lost.get("iterations") or []
                 got = (f"results of {len(its)} iteration(s) ({_ranges(its)}), " if its else "")
