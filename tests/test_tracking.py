@@ -109,7 +109,8 @@ def progress_steps(trial_dir: str) -> list[int]:
 
 @pytest.mark.parametrize("option", LOGGERS)
 def test_every_logger_option_composes_and_builds_without_ray(option, tmp_path):
-    c = configs.prepare(rlgraft.compose([f"logger={option}"]), str(tmp_path))
+    offline = ["logger.wandb.mode=offline"] if option == "wandb" else []  # online needs an API key (tested below)
+    c = configs.prepare(rlgraft.compose([f"logger={option}", *offline]), str(tmp_path))
     chosen = {k for k, v in vars(c.logger).items() if v is not None}
     assert chosen == (set() if option == "default" else {option})
     callbacks = tracking.build(c, None)  # imports and builds the _target_; checks no server (none set)
@@ -176,6 +177,16 @@ def test_unreachable_server_is_an_error_before_ray(tiny_cfg, tmp_path, monkeypat
     with pytest.raises(RlgraftError, match=f"MLflow tracking server at {uri} does not answer") as err:
         rlgraft.run(cfg, output_dir=str(tmp_path), **QUIET)
     assert "logger.mlflow.tracking_uri" in err.value.paragraph()
+
+
+def test_online_wandb_without_an_api_key_is_an_error_before_ray(tiny_cfg, tmp_path, monkeypatch):
+    no_ray(monkeypatch)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = tiny_cfg("single", {"logger": rlgraft.compose(["logger=wandb"]).logger})
+    with pytest.raises(RlgraftError, match="needs a W&B API key") as err:
+        rlgraft.run(cfg, output_dir=str(tmp_path / "out"), **QUIET)
+    assert "logger.wandb.mode=offline" in err.value.paragraph()
 
 
 def test_environment_variables_are_honoured_when_the_config_is_silent(tmp_path, monkeypatch):

@@ -26,6 +26,19 @@ if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
 log = logging.getLogger(__name__)
+# MLflow's HTTP settings rlgraft set itself (a later run may set them again); the user's own stay.
+_HTTP_SET_HERE: set[str] = set()
+
+
+def _http_defaults(timeout: float, retries: int) -> None:
+    """MLflow reads these per request: seconds, not MLflow's default minutes, for a server that went away."""
+    for key, value in (("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(math.ceil(timeout)))),
+                       ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries)),
+                       ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")):
+        if key not in os.environ or key in _HTTP_SET_HERE:
+            os.environ[key] = value
+            _HTTP_SET_HERE.add(key)
+
 
 @dataclass
 class _Ledger:
@@ -60,10 +73,7 @@ class MlflowTracker(Tracked, MLflowLoggerCallback):
         self.context = context or Context({}, {}, "rlgraft", os.getcwd(), os.getcwd())
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
-        # MLflow reads these per request; the user's own environment wins.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(math.ceil(self.request_timeout))))
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.request_max_retries))
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        _http_defaults(self.request_timeout, self.request_max_retries)
         self._trial_runs: dict[str, str] = {}
         self._ledgers: dict[str, _Ledger] = {}
         self._down: str | None = None
@@ -90,7 +100,8 @@ class MlflowTracker(Tracked, MLflowLoggerCallback):
                 log.warning("rlgraft: MLflow stopped answering (%s); training goes on", self._down)
         ledger.error = ledger.error or self._down
         if iteration is not None:
-            ledger.iterations.append(iteration)
+            if iteration not in ledger.iterations:
+                ledger.iterations.append(iteration)
         elif what not in ledger.other:
             ledger.other.append(what)
         if trial.path:
@@ -122,8 +133,8 @@ class MlflowTracker(Tracked, MLflowLoggerCallback):
         run_id = run.info.run_id
         self._trial_runs[trial.trial_id] = run_id
         write_run(trial.path, "mlflow", {"run_id": run_id, "tracking_uri": self.tracking_uri,
-                                                "experiment_id": self.mlflow_util.experiment_id,
-                                                "experiment_name": self.experiment_name})
+                                         "experiment_id": self.mlflow_util.experiment_id,
+                                         "experiment_name": self.experiment_name})
         params = [Param(k[:250], v[:6000]) for k, v in self.context.trial_params(trial.config).items()]
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             chunk = params[i:i + 100]

@@ -146,6 +146,8 @@ def build(c: Config, restore_plan: RestorePlan | None) -> list[Any]:
         extra: dict[str, Any] = {"context": ctx} if issubclass(cls, Tracked) else {}
         if name == "mlflow" and extra:
             extra |= mlflow_target(node, ctx)
+        if name == "wandb":
+            _check_wandb_login(node)
         options = OmegaConf.to_container(OmegaConf.structured(node), enum_to_str=True)
         assert isinstance(options, dict)
         kwargs: dict[str, Any] = {str(k): v for k, v in options.items() if k != "_target_"} | extra
@@ -171,6 +173,18 @@ def _require(name: str) -> None:
             f"logger={name} needs the `{module}` package, which does not import here",
             found=f"ImportError: {exc}",
             fix=f"{install} (the `{name}` extra), or leave out logger={name}") from exc
+
+
+def _check_wandb_login(node: Any) -> None:
+    """An online W&B run without an API key fails in Tune's setup, after Ray started; say it now."""
+    if str(getattr(node.mode, "value", node.mode)) != "online":
+        return
+    import wandb
+
+    if not wandb.login(prompt=False, verify=False):  # reads WANDB_API_KEY or ~/.netrc; no network
+        raise RlgraftError("logger=wandb in online mode needs a W&B API key, and none is set here",
+                           found="no WANDB_API_KEY in the environment and no `wandb login` in ~/.netrc",
+                           fix="run `wandb login` (or set WANDB_API_KEY), or use logger.wandb.mode=offline")
 
 
 def mlflow_target(node: Any, ctx: Context) -> dict[str, Any]:
