@@ -113,6 +113,18 @@ def test_meanstd_filter_state_goes_with_the_grafted_module(meanstd_run, tiny_cfg
     assert pushes[1] > source_pushes and pushes[1] - source_pushes == pushes[0], (pushes, source_pushes)
 
 
+def test_full_restore_sets_and_verifies_the_filter_on_every_runner(meanstd_run, tiny_cfg, tmp_path):
+    source = meanstd_run["checkpoint"]
+    state = checkpoints.connector_states(source)["MeanStdFilter"][None]
+    cfg = tiny_cfg("single", {"resume": source, "algo.env_runners.num_env_runners": 1,
+                              "stop.num_env_steps_sampled_lifetime": 768,
+                              "algo.env_runners.env_to_module_connector": MEANSTD})
+    report = run(cfg, tmp_path)["restore"]["reports"][0]
+    assert report["verified"] and "env_runner[remote 1]" in report["runners_checked"]
+    assert report["filters"] == [{"piece": "MeanStdFilter", "source_agent": "None", "target_agent": "None",
+                                  "digest": checkpoints.filter_digest(state)}]
+
+
 # --------------------------------------------------------------------------- optimizer
 def test_optimizer_reset_after_a_full_restore(single_run, tiny_cfg, tmp_path):
     cfg = tiny_cfg("single", {"resume": single_run["checkpoint"], "restore.optimizer": "reset",

@@ -322,7 +322,7 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
     transfers = checked_transfers(info, mapping, targets, config, modules, list(cfg.restore.params or []))
     if full:
         checkpoints.check_state_files(Path(ck))
-    filters = filter_transfers(ck, info, mapping, cfg, config)
+    filters = filter_transfers(ck, info, mapping, cfg, full) if (full or cfg.restore.modules) else ()
     components = []
     for target_component, source in (cfg.restore.components or {}).items():
         src = Path(source) if Path(source).is_absolute() else Path(ck) / source
@@ -409,7 +409,7 @@ def selected_params(source: ModuleInfo, target_id: str, target_params: dict[str,
 
 
 def filter_transfers(ck: str, info: CheckpointInfo, mapping: dict[str, str], cfg: Any,
-                     config: Any) -> tuple[FilterTransfer, ...]:
+                     full: bool) -> tuple[FilterTransfer, ...]:
     """The connector state (MeanStdFilter's running statistics) that goes with each restored module, per
     target agent. A stateful piece on one side only is refused: the module would see observations
     scaled differently from those it learnt on."""
@@ -431,7 +431,7 @@ def filter_transfers(ck: str, info: CheckpointInfo, mapping: dict[str, str], cfg
     if not source_states:
         return ()
     out = []
-    if not cfg.restore.modules:  # a full restore: the same run, every agent's state as it was saved
+    if full:  # the same run: every agent's state as it was saved (RLlib restores it too, buffers and all)
         for piece, states in source_states.items():
             out += [FilterTransfer(piece, agent, agent, fresh_buffers(s), checkpoints.filter_digest(s))
                     for agent, s in states.items()]
