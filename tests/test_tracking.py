@@ -217,7 +217,8 @@ def test_tiny_run_then_graft_read_back_from_the_server(servers, ray_runtime, ser
     client = server.client()
     [run] = runs_of(client, "tiny")
     trial = s["trials"][0]
-    assert run.info.status == "FINISHED" and any(run.info.run_id in line for line in lines)
+    assert run.info.status == "FINISHED"
+    assert any(f"{server.uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in line for line in lines)
     # params: the composed rlgraft config as typed on the command line, not Tune's dict
     p = run.data.params
     assert p["algo.training.train_batch_size_per_learner"] == "256" and p["seed"] == "0"

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
 log = logging.getLogger(__name__)
-# MLflow's HTTP settings rlgraft set itself (a later run may set them again); the user's own stay.
+# MLflow settings rlgraft set itself (a later run may set them again); the user's own stay.
 _HTTP_SET_HERE: set[str] = set()
 
 
@@ -34,7 +34,8 @@ def _http_defaults(timeout: float, retries: int) -> None:
     """MLflow reads these per request: seconds, not MLflow's default minutes, for a server that went away."""
     for key, value in (("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(math.ceil(timeout)))),
                        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries)),
-                       ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")):
+                       ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                       ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")):  # `tracking.finish` says where
         if key not in os.environ or key in _HTTP_SET_HERE:
             os.environ[key] = value
             _HTTP_SET_HERE.add(key)

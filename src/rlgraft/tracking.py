@@ -241,8 +241,11 @@ def finish(summary: dict[str, Any]) -> list[str]:
             if entry.get("run_id") and not lost.get("error"):
                 lost = _finish_mlflow(entry, trial, summary_file)
             if entry.get("run_id"):
-                lines.append(f"rlgraft: MLflow run {entry['run_id']} (experiment {entry.get('experiment_name')!r}, "
-                             f"{entry.get('tracking_uri')}) for trial {trial['trial_id']}")
+                uri = str(entry.get("tracking_uri"))
+                where = (f"{uri.rstrip('/')}/#/experiments/{entry.get('experiment_id')}/runs/{entry['run_id']}"
+                         if uri.startswith("http") else f"{uri}, mlflow ui --backend-store-uri {uri}")
+                lines.append(f"rlgraft: MLflow run {entry['run_id']} (experiment {entry.get('experiment_name')!r}) "
+                             f"for trial {trial['trial_id']}: {where}")
             if lost.get("error"):
                 its = lost.get("iterations") or []
                 got = (f"results of {len(its)} iteration(s) ({_ranges(its)}), " if its else "")
