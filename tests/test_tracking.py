@@ -138,6 +138,15 @@ def test_a_list_of_loggers_merges_and_typos_fail_at_compose_time():
             rlgraft.compose(bad)
 
 
+def test_a_searched_trial_gets_its_own_values_as_params(tmp_path):
+    c = configs.prepare(rlgraft.compose(["experiment=pendulum_grid"]), str(tmp_path))
+    ctx = tracking.context(c, None)
+    assert json.loads(ctx.params["tune.search.training.lr.grid"]) == [0.001, 0.0003]
+    trial = ctx.trial_params({"lr": 0.0003, "minibatch_size": 256, "train_batch_size_per_learner": 2000})
+    assert (trial["algo.training.lr"], trial["algo.training.minibatch_size"]) == ("0.0003", "256")
+    assert ctx.tags["rlgraft.preset"] == "pendulum_grid" and ctx.label == "pendulum_grid"
+
+
 def test_removed_rllib_logger_options_point_at_logger():
     from rlgraft import algo
 
