@@ -13,7 +13,8 @@ and exit are taken here, around the child (its stdout and stderr go to files, so
 outlives it cannot hold a pipe open and lengthen the figure). After each run, processes left in the
 run's process group are listed, at exit and 3 s later (each run starts a new session, so the driver
 leads a group of its own that every Ray process it starts inherits).
-A last run with `python -X importtime` splits the imports by package (that run is not timed).
+A last run with `python -X importtime` splits the driver's imports by package (that run is not timed,
+and is refused with algo.name=Nope once the imports are done).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ WATCH = ["hydra", "rlgraft.cli", "ray", "ray.tune", "torch", "ray.rllib", "ray.r
 
 def imports() -> list[tuple[str, float]]:
     """Cumulative import time of the driver's big packages where each was first imported (`-X importtime`)."""
-    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "experiments.run", *overrides,
+    # algo.name=Nope: refused right after the driver's imports (no training to wait for).
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "experiments.run", *overrides, "algo.name=Nope",
                           f"hydra.run.dir={out}/importtime"], cwd=ROOT, capture_output=True, text=True)
     first: dict[str, float] = {}
     for line in res.stderr.splitlines():
