@@ -418,5 +418,5 @@ def test_wandb_offline_holds_the_metrics_and_a_resumed_job_reuses_its_run_id(tmp
     assert [r["num_env_steps_sampled_lifetime"] for r in rows] == [256 * r["_step"] for r in rows]
     assert all("env_runners/episode_return_mean" in r for r in rows)
     assert "config" not in rows[0] and "algo/training/lr" not in rows[0]
-    killed = [r["_step"] for r in wandb_history(folders[0])]
-    assert killed == sorted(killed) and all(step <= first_iter for step in killed)
+    killed = [r["_step"] for r in wandb_history(folders[0])]  # whatever was flushed: iterations from 1
+    assert killed == list(range(1, len(killed) + 1))
