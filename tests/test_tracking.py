@@ -324,6 +324,25 @@ def test_two_job_sweep_is_one_experiment_with_one_run_per_job(server, tmp_path):
         assert "summary.json" in {f.path for f in client.list_artifacts(r.info.run_id)}
 
 
+@pytest.mark.slow
+def test_concurrent_sweep_jobs_share_one_local_store(tmp_path):
+    # hydra/launcher=rlgraft runs both jobs at once; both create the sweep's sqlite store (lost one job's
+    # tracking to "table ... already exists" before the store was created under a lock)
+    sweep = tmp_path / "sweep"
+    res = cli("-m", "hydra/launcher=rlgraft", *TINY_NO_STOP, "stop.num_env_steps_sampled_lifetime=512", "seed=0,1",
+              "logger=mlflow", f"hydra.sweep.dir={sweep}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "MLflow did not get" not in res.stdout + res.stderr
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{sweep}/mlruns/mlflow.db")
+    runs = runs_of(client, f"pendulum sweep {sweep}")
+    assert sorted(r.data.tags["rlgraft.job"] for r in runs) == ["0", "1"]
+    for r in runs:
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "env_runners/episode_return_mean")]
+        assert steps == [256, 512] and r.info.status == "FINISHED"
+
+
 def kill_after_first_checkpoint(args: list[str], run_dir: Path, log: Path) -> None:
     with log.open("w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "experiments.run", *args], cwd=ROOT, stdout=fh,

@@ -210,7 +210,27 @@ def mlflow_target(node: Any, ctx: Context) -> dict[str, Any]:
                     fix="start it (mlflow server --host 127.0.0.1 --port 5000), correct "
                         "logger.mlflow.tracking_uri (or $MLFLOW_TRACKING_URI), or leave both unset for a "
                         "local store in the output dir") from exc
+    elif not os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        _create_local_store(uri, name, artifacts)
     return {"tracking_uri": uri, "experiment_name": name, "artifact_location": artifacts}
+
+
+def _create_local_store(uri: str, name: str, artifacts: str | None) -> None:
+    """Create a local store's tables and the experiment under a file lock: concurrent sweep jobs
+    (`hydra/launcher=rlgraft`) racing to create one sqlite store lost a job's tracking ("table ... already
+    exists", measured)."""
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    if path is None:
+        return
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(uri)  # creates the tables
+        if client.get_experiment_by_name(name) is None:
+            client.create_experiment(name, artifact_location=artifacts)
 
 
 @contextlib.contextmanager
