@@ -202,7 +202,8 @@ def mlflow_target(node: Any, ctx: Context) -> dict[str, Any]:
 
         with _http_settings(node.request_timeout, 0):
             try:
-                MlflowClient(uri).search_experiments(max_results=1)
+                client = MlflowClient(uri)
+                client.search_experiments(max_results=1)
             except Exception as exc:
                 raise RlgraftError(
                     f"the MLflow tracking server at {uri} does not answer",
@@ -210,6 +211,14 @@ def mlflow_target(node: Any, ctx: Context) -> dict[str, Any]:
                     fix="start it (mlflow server --host 127.0.0.1 --port 5000), correct "
                         "logger.mlflow.tracking_uri (or $MLFLOW_TRACKING_URI), or leave both unset for a "
                         "local store in the output dir") from exc
+            try:
+                if not os.environ.get("MLFLOW_EXPERIMENT_ID"):
+                    _ensure_experiment(client, name, None)
+            except Exception as exc:
+                refused = RlgraftError(f"the MLflow server at {uri} did not create the experiment {name!r}",
+                                       found=first_line(exc),
+                                       fix="set logger.mlflow.experiment_name to one you may write to")
+                raise refused from exc
     elif not os.environ.get("MLFLOW_EXPERIMENT_ID"):
         _create_local_store(uri, name, artifacts)
     return {"tracking_uri": uri, "experiment_name": name, "artifact_location": artifacts}
@@ -228,9 +237,17 @@ def _create_local_store(uri: str, name: str, artifacts: str | None) -> None:
         return
     with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        client = MlflowClient(uri)  # creates the tables
-        if client.get_experiment_by_name(name) is None:
+        _ensure_experiment(MlflowClient(uri), name, artifacts)  # the client creates the tables
+
+
+def _ensure_experiment(client: Any, name: str, artifacts: str | None) -> None:
+    """The experiment, created once: the jobs of a concurrent sweep all ask for it at the same time."""
+    if client.get_experiment_by_name(name) is None:
+        try:
             client.create_experiment(name, artifact_location=artifacts)
+        except Exception:
+            if client.get_experiment_by_name(name) is None:  # not another job's creation: a real error
+                raise
 
 
 @contextlib.contextmanager
