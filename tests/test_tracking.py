@@ -222,7 +222,9 @@ def mlflow_cfg(tiny_cfg, uri: str, experiment: str, **more):
 def test_tiny_run_then_graft_read_back_from_the_server(servers, ray_runtime, server, tiny_cfg, tmp_path):
     cfg = mlflow_cfg(tiny_cfg, server.uri, "tiny", **{"stop.num_env_steps_sampled_lifetime": 512})
     lines: list[str] = []
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
     s = rlgraft.run(cfg, output_dir=str(tmp_path / "a"), printer=lines.append)
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env_before  # the next run in this process is not steered
     client = server.client()
     [run] = runs_of(client, "tiny")
     trial = s["trials"][0]

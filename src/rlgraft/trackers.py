@@ -79,6 +79,9 @@ class MlflowTracker(Tracked, MLflowLoggerCallback):
         self._ledgers: dict[str, _Ledger] = {}
         self._down: str | None = None
         self._client: Any = None
+        # `mlflow.set_tracking_uri` (in Tune's setup) also sets $MLFLOW_TRACKING_URI, which the next run in
+        # this process (a sweep job, a notebook cell) would then take for the user's own: put it back.
+        before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         try:
             self.mlflow_util.setup_mlflow(tracking_uri=self.tracking_uri, experiment_name=self.experiment_name,
                                           artifact_location=self.artifact_location)
@@ -87,6 +90,11 @@ class MlflowTracker(Tracked, MLflowLoggerCallback):
             self._client = MlflowClient(self.tracking_uri)
         except Exception as exc:  # tracking never stops training
             self._down = first_line(exc)
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_client"}
