@@ -23,7 +23,9 @@ lint:
 	$(BIN)/mypy
 
 bench: install
+	$(BIN)/python bench/startup.py 3
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/overhead.py 5 --same-work 1
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/solve.py 3 pendulum
 	$(BIN)/python bench/solve.py 3 multi
