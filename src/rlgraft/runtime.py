@@ -92,7 +92,8 @@ def exit_now(code: int) -> NoReturn:
     (DashboardAgent, RuntimeEnvAgent) were measured still running a minute later. So every process of
     Ray's tree is sent SIGKILL, as PR_SET_PDEATHSIG and Ray's reaper would, and nothing else (a
     tracker's own process stays). Everything that matters is on disk before this is called (Tune's
-    results and checkpoints, summary.json). A refused input exits here too, possibly while a
+    results and checkpoints, summary.json). Every other `atexit` hook (MLflow's and W&B's run
+    clean-up, Tune's registry) still runs first. A refused input exits here too, possibly while a
     background start is under way. RLGRAFT_CLEAN_SHUTDOWN=1 (or no /proc): `ray.shutdown` as usual.
     """
     sys.stdout.flush()
@@ -101,6 +102,12 @@ def exit_now(code: int) -> NoReturn:
     if not pids or os.environ.get("RLGRAFT_CLEAN_SHUTDOWN") == "1":
         wait_early()
         sys.exit(code)  # the usual exit: atexit's ray.shutdown
+    import atexit
+
+    import ray
+
+    atexit.unregister(ray.shutdown)  # the slow part: Ray's processes are ended below instead
+    atexit._run_exitfuncs()  # the rest still runs, with Ray up: trackers' and Tune's own exit hooks
     logging.shutdown()
     for pid in pids:
         with contextlib.suppress(OSError):
