@@ -441,3 +441,17 @@ def test_wandb_offline_holds_the_metrics_and_a_resumed_job_reuses_its_run_id(tmp
     assert "config" not in rows[0] and "algo/training/lr" not in rows[0]
     killed = [r["_step"] for r in wandb_history(folders[0])]  # whatever was flushed: iterations from 1
     assert killed == list(range(1, len(killed) + 1))
+
+
+def test_progress_pickles_while_print_is_swapped(monkeypatch):
+    """Tune pickles callbacks into tuner.pkl; Ray's tqdm_ray swaps builtins.print, which then no longer
+    pickles by name ("Can't pickle <built-in function print>", seen once in a CLI run)."""
+    import builtins
+    import pickle
+
+    from rlgraft.tuning import Progress
+
+    progress = Progress("env_runners/episode_return_mean")
+    monkeypatch.setattr(builtins, "print", lambda *a, **k: None)
+    restored = pickle.loads(pickle.dumps(progress))
+    assert restored.metric == "env_runners/episode_return_mean" and callable(restored.printer)

@@ -74,6 +74,15 @@ class Progress(tune.Callback):
         self.metric, self.printer = metric, printer
         self._start = time.monotonic()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles callbacks into tuner.pkl; the printer stays out (Ray's tqdm_ray swaps
+        `builtins.print`, and a swapped print no longer pickles by name). A restored one prints."""
+        return {**self.__dict__, "printer": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.printer = state.get("printer") or print
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         flat = flatten_dict(result, delimiter="/")
         value = flat.get(self.metric)
