@@ -56,3 +56,9 @@ def test_a_finished_run_exits_without_leaving_ray_processes(tmp_path):
     assert (tmp_path / "run" / "summary.json").is_file()
     assert "ray.init done in the background" in marks and "summary written" in marks
     assert left_in_group(pid) == []
+    # The trial ran in one of the idle workers Ray started with the runtime (so before ray.init
+    # returned), which had imported RLlib as it started: Tune's own runtime_env would need a new one.
+    stamp = {phase: (float(t), p) for t, p, phase in reversed([line.split(" ", 2) for line in marks.splitlines()])}
+    trial_pid = stamp["algorithm built"][1]
+    assert stamp["trial process started"][0] < stamp["ray.init done in the background"][0]
+    assert any(line.split(" ", 2)[1:] == [trial_pid, "worker warmed"] for line in marks.splitlines())

@@ -98,6 +98,8 @@ class RayConfig:
     include_dashboard: bool = False
     logging_level: str = "WARNING"
     log_to_driver: bool = False
+    # Imported by each Ray worker of a local runtime as it starts, before any trial needs it (`[]`: off).
+    warm_imports: list[str] = field(default_factory=lambda: ["ray.rllib.algorithms.ppo", "torch._dynamo"])
 
 
 @dataclass

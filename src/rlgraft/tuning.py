@@ -13,7 +13,7 @@ from ray import tune
 from ray.tune.stopper import Stopper
 from ray.tune.utils import flatten_dict
 
-from rlgraft import timing
+from rlgraft import runtime, timing
 from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.schema import Config
 from rlgraft.stopping import matching, reached
@@ -167,6 +167,10 @@ def fit(run: TuneRun, *, printer: Any = print, restore: bool = False,
     """Run (or resume) the Tune experiment and collect one outcome per trial; `loggers` are the
     trackers of `logger.*` (`tracking.build`), beside the progress lines."""
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(run.experiment_state_s)  # read by Tune's controller
+    if runtime.workers_warm():  # the trial may take a warmed idle worker: its env var is set already
+        from ray.tune.execution import class_cache
+
+        class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
     guard = StopGuard(run.stop)
     run_config = tune.RunConfig(
         name=run.name,

@@ -1,0 +1,80 @@
+"""Imported by Python at start-up in the processes of a local Ray runtime that rlgraft started
+(`rlgraft.runtime.warm_workers` puts this folder on their PYTHONPATH).
+
+In a Ray worker process only (`default_worker.py`), a thread imports the modules named in
+RLGRAFT_WARM_IMPORTS (RLlib and the algorithm: 4-6 s of CPU here) while the worker registers with
+its raylet and waits for work. Ray starts one idle worker per CPU as the runtime comes up; a Tune
+trial or an EnvRunner placed on one then finds RLlib imported, or half imported, instead of
+importing it only once the trial has started. Until that thread is done, the worker's other
+threads wait before importing any module under the same top-level packages, so one thread at a
+time imports them (two threads importing one package can deadlock on its circular imports).
+Every other process (the driver, Ray's agents, anything the user starts) only runs the next
+`sitecustomize` on the path, if there is one, as Python would have.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import threading
+import time
+
+_WAIT_S = 120.0  # then import anyway (Python's own lock checks take over)
+_NICE = 19  # the lowest priority: the driver's imports and checks come first on a busy machine
+
+
+def _warm() -> None:
+    names = [n for n in os.environ.get("RLGRAFT_WARM_IMPORTS", "").split(",") if n]
+    if not names or not sys.argv or not sys.argv[0].endswith("default_worker.py"):
+        return
+    roots = {n.split(".")[0] if n.split(".")[0] != "ray" else ".".join(n.split(".")[:2]) for n in names}
+    done = threading.Event()
+    real_import = builtins.__import__
+
+    def gated_import(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not done.is_set() and threading.current_thread() is not warmer and name not in sys.modules \
+                and any(name == r or name.startswith(r + ".") for r in roots):
+            done.wait(_WAIT_S)
+        return real_import(name, *args, **kwargs)
+
+    def run() -> None:
+        start = time.time()
+        with contextlib.suppress(AttributeError, OSError):  # this thread only: the driver comes first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
+        try:
+            for name in names:
+                importlib.import_module(name)
+        except Exception:  # noqa: BLE001  (imported again where it is used, and reported there)
+            pass
+        finally:
+            if builtins.__import__ is gated_import:
+                builtins.__import__ = real_import
+            done.set()
+        path = os.environ.get("RLGRAFT_TIMING")
+        if path:
+            with open(path, "a") as fh:
+                fh.write(f"{start:.4f} {os.getpid()} worker warm-up started\n"
+                         f"{time.time():.4f} {os.getpid()} worker warmed\n")
+
+    warmer = threading.Thread(target=run, name="rlgraft-warm-imports", daemon=True)
+    builtins.__import__ = gated_import
+    warmer.start()
+
+
+def _chain() -> None:
+    """Run the `sitecustomize` this folder hides, if any (Debian's, a venv's own)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    rest = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    if spec is not None and spec.loader is not None:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+
+_chain()
+_warm()

@@ -1,0 +1,52 @@
+"""Warm Ray workers (`rlgraft/worker_site/sitecustomize.py`): what runs in which process, without Ray
+(fresh interpreters started the way Ray starts its workers); the real run is in test_startup.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import rlgraft
+
+SITE = Path(rlgraft.__file__).parent / "worker_site"
+PROBE = """
+import builtins, sys, threading, time
+gated = builtins.__import__.__name__ == "gated_import"
+import json.tool                      # the main thread waits for the warm-up, then finds it imported
+deadline = time.time() + 30
+while builtins.__import__.__name__ == "gated_import" and time.time() < deadline:
+    time.sleep(0.01)
+print(gated, "json.tool" in sys.modules, builtins.__import__.__name__, __import__("os").environ.get("CHAINED"))
+"""
+
+
+def probe(tmp_path: Path, name: str, extra_path: str = "") -> list[str]:
+    script = tmp_path / name
+    script.write_text(PROBE)
+    env = {**os.environ, "RLGRAFT_WARM_IMPORTS": "json.tool",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(SITE), extra_path) if p)}
+    env.pop("CHAINED", None)
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_a_ray_worker_imports_the_modules_and_puts_import_back(tmp_path):
+    gated, imported, import_name, _ = probe(tmp_path, "default_worker.py")
+    assert gated == "True"  # imports of the warmed packages wait while the warm-up runs
+    assert imported == "True" and import_name == "__import__"  # then the plain import is back
+
+
+def test_other_processes_import_nothing(tmp_path):
+    gated, _, import_name, _ = probe(tmp_path, "driver.py")
+    assert gated == "False" and import_name == "__import__"
+
+
+def test_the_hidden_sitecustomize_still_runs(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import os\nos.environ['CHAINED'] = 'yes'\n")
+    assert probe(tmp_path, "driver.py", str(other))[3] == "yes"
+    assert probe(tmp_path, "default_worker.py", str(other))[3] == "yes"
