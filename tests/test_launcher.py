@@ -7,6 +7,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY, run_cli
 
 
@@ -17,6 +19,7 @@ def trial_window(job: Path) -> tuple[float, float]:
     return rows[0]["timestamp"] - rows[0]["time_this_iter_s"], rows[-1]["timestamp"]
 
 
+@pytest.mark.slow  # end to end, in CI's whole run (.ci/run); keeps the default run under 15 min
 def test_jobs_run_concurrently_on_one_runtime_and_keep_the_sweep(tmp_path):
     args = ["-m", "hydra/launcher=rlgraft", *TINY, "stop.num_env_steps_sampled_lifetime=1024",
             "seed=0,1", "env.id=Pendulum-v1,NoSuch-v0", f"hydra.sweep.dir={tmp_path}"]

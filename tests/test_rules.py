@@ -110,6 +110,7 @@ def test_bad_input_is_refused_before_ray_starts(refused, override, words):
     ("resources.max_env_runners=-1", "resources.max_env_runners"),
     ("checkpointing.num_to_keep=0", "checkpointing.num_to_keep"),
     ("env.policy_mapping=p{agent_id}", "'env.policy_mapping=\"p{agent_id}\"'"),
+    ("logger.mlflow.tracking_uri=http://x", "Fix: add logger=mlflow"),  # a field of a tracker not picked
 ])
 def test_the_issue_table_through_the_cli(override, words, tmp_path):
     start = time.perf_counter()

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import rlgraft
 from rlgraft import configs, search
 from tests.conftest import ROOT, TINY, run_cli
@@ -47,6 +49,7 @@ def test_multirun_shares_ray_and_records_a_failing_job(tmp_path):
     assert list(csv.DictReader((tmp_path / "sweep.csv").open())) == rows
 
 
+@pytest.mark.slow  # end to end, in CI's whole run (.ci/run); keeps the default run under 15 min
 def test_grid_preset_runs_trials_concurrently(tmp_path):
     res = run_cli("experiment=pendulum_grid", *TINY_NO_STOP, "stop.num_env_steps_sampled_lifetime=512",
                   f"hydra.run.dir={tmp_path}", timeout=600)
@@ -67,6 +70,7 @@ def test_grid_preset_runs_trials_concurrently(tmp_path):
     assert search.num_trials(cfg) == 1 and cfg.algo.training["lr"] == best["config"]["lr"]
 
 
+@pytest.mark.slow  # end to end, in CI's whole run (.ci/run); keeps the default run under 15 min
 def test_kill_9_then_rerun_skips_finished_and_resumes_the_rest(tmp_path):
     args = [sys.executable, "-m", "experiments.run", "-m", *TINY_NO_STOP, "checkpointing.frequency=1",
             "stop.num_env_steps_sampled_lifetime=512,12800", f"hydra.sweep.dir={tmp_path}"]
@@ -89,6 +93,7 @@ def test_kill_9_then_rerun_skips_finished_and_resumes_the_rest(tmp_path):
     assert s["status"] == "ok" and s["iterations"] == 50 and s["env_steps"] == 12800
 
 
+@pytest.mark.slow  # end to end, in CI's whole run (.ci/run); keeps the default run under 15 min
 def test_optuna_sweeper_optimises_the_returned_metric(tmp_path):
     import yaml
 
@@ -103,6 +108,7 @@ def test_optuna_sweeper_optimises_the_returned_metric(tmp_path):
     assert (tmp_path / "sweep.md").is_file()
 
 
+@pytest.mark.slow  # end to end, in CI's whole run (.ci/run); keeps the default run under 15 min
 def test_asha_scheduler_stops_weak_trials_early(tmp_path):
     # Two seeds per grid point: with one seed every trial samples the same first iteration (same
     # weights, same env seeds), so the rung-1 results tie and ASHA's cut depended on arrival order.

@@ -219,6 +219,7 @@ def mlflow_cfg(tiny_cfg, uri: str, experiment: str, **more):
     return tiny_cfg("single", {"logger": logger, **more})
 
 
+@pytest.mark.slow  # end to end, in CI's whole run (.ci/run); keeps the default run under 15 min
 def test_tiny_run_then_graft_read_back_from_the_server(servers, ray_runtime, server, tiny_cfg, tmp_path):
     cfg = mlflow_cfg(tiny_cfg, server.uri, "tiny", **{"stop.num_env_steps_sampled_lifetime": 512})
     lines: list[str] = []
@@ -267,6 +268,7 @@ def test_tiny_run_then_graft_read_back_from_the_server(servers, ray_runtime, ser
     assert runs[1].info.run_id != run.info.run_id
 
 
+@pytest.mark.slow  # end to end, in CI's whole run (.ci/run); keeps the default run under 15 min
 def test_server_stopped_mid_run_training_finishes_and_says_what_was_lost(servers, ray_runtime, tiny_cfg, tmp_path):
     srv = servers[1].wait()
     try:

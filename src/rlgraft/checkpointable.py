@@ -134,6 +134,23 @@ def runner_digests(algorithm: Any) -> list[tuple[str, dict[str, dict[str, str]]]
     return _on_every_runner(algorithm, _runner_digests)
 
 
+def runners_differ(algorithm: Any, learner: dict[str, dict[str, Any]],
+                   modules: list[str]) -> tuple[list[str], list[str]]:
+    """Compare every EnvRunner's weights of `modules` with the learner's (`learner_state`):
+    (runner labels, problems: a runner without the module or a parameter that differs)."""
+    runners = runner_digests(algorithm)
+    problems = []
+    for label, held in runners:
+        for m in modules:
+            if m not in held:
+                problems.append(f"{label} holds no module {m!r}")
+                continue
+            wrong = [n for n, d in held[m].items() if n in learner[m] and digest({n: learner[m][n]}) != d]
+            if wrong:
+                problems.append(f"{label} module {m!r} differs from the learner's weights ({', '.join(wrong)})")
+    return [label for label, _ in runners], problems
+
+
 def connector_digests(algorithm: Any, piece: str) -> list[tuple[str, dict[str, str]]]:
     """Every EnvRunner's state digests of one connector piece: (runner label, {str(agent id): digest})."""
     return _on_every_runner(algorithm, _ConnectorDigests(piece))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -169,6 +170,29 @@ def check_overrides(argv: list[str]) -> None:
                   "{ } [ ] , ( ) = ' \" and spaces are Hydra syntax, so a value holding them must be quoted "
                   f"for the shell and for Hydra. Fix: write '{key}=\"{value}\"'.", file=sys.stderr)
             sys.exit(2)
+    check_tracker_fields(args.overrides or [], args.config_dir)
+
+
+def check_tracker_fields(overrides: list[str], config_dir: str | None) -> None:
+    """`logger.mlflow.tracking_uri=...` sets a field of a tracker this run may not use; Hydra then fails
+    with "AssertionError: Unexpected type for root: NoneType". Composed only when such a key is given."""
+    fields = [o for o in overrides if re.match(r"logger\.\w+\.", o)]
+    if not fields:
+        return
+    from rlgraft.configs import compose
+
+    picked = [o for o in overrides if o.split("=", 1)[0].lstrip("+") in ("experiment", "logger")]
+    for override in fields:
+        try:
+            compose([*picked, override], config_dir=config_dir)
+        except AssertionError:
+            tracker = override.split(".")[1]
+            print(f"rlgraft: error: {override.split('=', 1)[0]!r} sets a field of the {tracker} tracker, "
+                  f"which this run does not use (logger= picks the trackers; the default is none). Fix: add "
+                  f"logger={tracker} (or e.g. 'logger=[{tracker},tensorboard]') to the command.", file=sys.stderr)
+            sys.exit(2)
+        except Exception:  # noqa: BLE001  (anything else is Hydra's to report, as it would)
+            return
 
 
 def launch(command: str, argv: list[str], prog: str) -> Any:

@@ -143,20 +143,11 @@ class RestoreCallback:
                 wrong = [a for a, d in want.items() if held.get(a) != d]
                 if wrong:
                     problems.append(f"{label} {piece} state for agent(s) {', '.join(wrong)} is not the source's")
-        runners = checkpointable.runner_digests(algorithm)
-        for label, modules in runners:
-            for t in self.transfers:
-                held = modules.get(t.target)
-                if held is None:
-                    problems.append(f"{label} holds no module {t.target!r}")
-                    continue
-                for name, dig in held.items():
-                    if name in learner[t.target] and checkpoints.digest({name: learner[t.target][name]}) != dig:
-                        problems.append(f"{label} module {t.target!r} parameter {name} differs "
-                                        "from the learner's after the sync")
+        runners, differ = checkpointable.runners_differ(algorithm, learner, targets)
+        problems += differ
         if problems:
             raise RuntimeError("rlgraft restore verification failed: " + "; ".join(problems))
-        return {"verified": True, "modules": rows, "runners_checked": [r[0] for r in runners]}
+        return {"verified": True, "modules": rows, "runners_checked": runners}
 
 
 def describe(report: dict[str, Any]) -> list[str]:

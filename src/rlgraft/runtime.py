@@ -271,20 +271,6 @@ HINTS = {
 }
 
 
-def env_runners(cfg: Config, cpus: float, num_trials: int) -> int:
-    """Remote EnvRunners per trial: the config's own number, or as many as fit beside the trials."""
-    explicit = cfg.algo.env_runners.get("num_env_runners")
-    if explicit is not None:
-        return int(explicit)
-    concurrent_goal = min(num_trials, cfg.resources.max_concurrent_trials or num_trials)
-    per_trial = max(1.0, cpus / max(concurrent_goal, 1))
-    runners = int(max(0, min(cfg.resources.max_env_runners, per_trial - 1)))
-    # PPO samples, then learns: one remote runner adds a process and weight syncs but no
-    # parallelism, so sample in the trial itself unless two or more runners fit (measured:
-    # the default run starts its first iteration ~4 s sooner with 0 runners on 2 CPUs).
-    return 0 if runners < 2 else runners
-
-
 def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any,
         node_resources: list[dict[str, float]] | None = None) -> Fit:
     """Size EnvRunners and concurrency to the cluster; refuse a request that can never be placed.
@@ -297,8 +283,16 @@ def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any,
     # Concurrent sweep jobs (`hydra/launcher=rlgraft`) share the runtime: each fits to its share.
     cpus = cluster.get("CPU", 0.0) / max(1, int(os.environ.get("RLGRAFT_CONCURRENT_JOBS", "1") or 1))
     explicit = cfg.algo.env_runners.get("num_env_runners")
-    runners = env_runners(cfg, cpus, num_trials)
     concurrent_goal = min(num_trials, cfg.resources.max_concurrent_trials or num_trials)
+    if explicit is None:
+        per_trial = max(1.0, cpus / max(concurrent_goal, 1))
+        runners = int(max(0, min(cfg.resources.max_env_runners, per_trial - 1)))
+        # PPO samples, then learns: one remote runner adds a process and weight syncs but no
+        # parallelism, so sample in the trial itself unless two or more runners fit (measured:
+        # the default run starts its first iteration ~4 s sooner with 0 runners on 2 CPUs).
+        runners = 0 if runners < 2 else runners
+    else:
+        runners = int(explicit)
     demand = request(runners)
     need = {k: float(v) for k, v in demand["total"].items() if v}
     for res, amount in need.items():

@@ -130,15 +130,10 @@ class Frozen:
         learner = checkpointable.learner_state(algorithm, list(want))
         problems = [f"learner module {m!r} changed while frozen ({checkpoints.digest(learner[m])}, expected {d})"
                     for m, d in want.items() if checkpoints.digest(learner[m]) != d]
-        runners = checkpointable.runner_digests(algorithm)
-        for label, modules in runners:
-            for m in want:
-                held = modules.get(m, {})
-                if any(checkpoints.digest({n: learner[m][n]}) != dig for n, dig in held.items() if n in learner[m]):
-                    problems.append(f"{label} module {m!r} differs from the learner's frozen weights")
-        if problems:
-            raise RuntimeError("rlgraft frozen-module check failed: " + "; ".join(problems))
-        return [label for label, _ in runners]
+        runners, differ = checkpointable.runners_differ(algorithm, learner, list(want))
+        if problems or differ:
+            raise RuntimeError("rlgraft frozen-module check failed: " + "; ".join(problems + differ))
+        return runners
 
 
 @dataclass(frozen=True)
