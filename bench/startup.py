@@ -33,14 +33,16 @@ args = sys.argv[1:]
 runs = int(args.pop(0)) if args and args[0].isdigit() else 3
 overrides = args
 out = Path(tempfile.mkdtemp(prefix="rlgraft-startup-"))
-PHASES = ["imports done", "ray.init started", "torch and RLlib imported", "ray.init done in the background",
-          "checks done", "ray.init done", "trial process started", "env created",
-          "algorithm built", "first episode started", "first result", "last result", "summary written",
-          "process exit"]
+PHASES = ["imports done", "ray.init started", "trial process started", "worker warm-up started",
+          "torch and RLlib imported", "ray.init done in the background", "checks done", "ray.init done",
+          "worker warmed", "env created", "algorithm built", "first episode started", "first result",
+          "last result", "summary written", "process exit"]
 LABELS = {"imports done": "imports done (Python, Hydra, CLI)", "checks done": "compose + checks done",
           "ray.init started": "ray.init started in the background (CLI, after the config's own checks)",
           "ray.init done": "ray.init done (as rlgraft.run connects)",
-          "trial process started": "trial process started", "env created": "first env built in the trial",
+          "trial process started": "trial process started (an idle worker Ray started with the runtime)",
+          "worker warm-up started": "its warm-up import started (`ray.warm_imports`, in the background)",
+          "worker warmed": "its warm-up import done", "env created": "first env built in the trial",
           "algorithm built": "algorithm built (on_algorithm_init)",
           "first episode started": "first env step (first episode started)"}
 
@@ -66,10 +68,14 @@ def one(i: int) -> dict[str, float]:
         raise SystemExit(f"run {i} failed ({code}); see {out}/stderr-{i}.txt")
     t: dict[str, float] = {}
     results = []
-    for line in log.read_text().splitlines():
-        stamp, _, phase = line.split(" ", 2)
+    lines = [line.split(" ", 2) for line in log.read_text().splitlines()]
+    trial = next((pid for _, pid, phase in lines if phase == "algorithm built"), None)
+    for stamp, pid, phase in lines:
         if phase == "result":
             results.append(float(stamp))
+        elif phase.startswith("worker warm"):  # every idle worker warms up; the trial's is the one waited for
+            if pid == trial:
+                t.setdefault(phase, float(stamp))
         else:
             t.setdefault(phase, float(stamp))
     t["first result"], t["last result"], t["process exit"] = results[0], results[-1], end
@@ -98,7 +104,7 @@ def imports() -> list[tuple[str, float]]:
 
 rows = [one(i) for i in range(runs)]
 print(machine(), "|", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "| overrides:", " ".join(overrides))
-print("\n| phase | median s since process start | median s for this phase | min - max (since start) |")
+print("\n| phase | median s since process start | median s after the row above | min - max (since start) |")
 print("|---|---|---|---|")
 for phase in PHASES:
     have = [r[phase] for r in rows if phase in r]

@@ -155,6 +155,28 @@ def test_per_agent_stop_that_matches_nothing_is_an_error():
         guard.raise_if_missing()
 
 
+def test_stop_key_grace_counts_from_the_first_finished_episode():
+    """A return mean appears only once an episode has finished (several iterations with many envs);
+    a key still absent 2 results after that is a typo."""
+    from rlgraft.tuning import StopGuard
+
+    guard = StopGuard({"env_runners/episode_return_mean_last_20": -300.0}, grace=2)
+    none_yet = {"env_runners": {"num_episodes_lifetime": 0}}
+    for it in range(1, 6):  # no episode finished in 5 iterations: not a typo yet
+        assert not guard("t", {"training_iteration": it, **none_yet}) and not guard.missing
+    assert not guard("t", {"training_iteration": 6, "env_runners": {"num_episodes_lifetime": 40,
+                                                                    "episode_return_mean_last_20": -900.0}})
+    assert guard("t", {"training_iteration": 7, "env_runners": {"num_episodes_lifetime": 80,
+                                                                "episode_return_mean_last_20": -200.0}})
+    assert not guard.missing  # reached, not missing
+    typo = StopGuard({"env_runners/episode_return_mean_lats_20": -300.0}, grace=2)
+    assert not typo("t", {"training_iteration": 1, **none_yet})
+    assert not typo("t", {"training_iteration": 2, "env_runners": {"num_episodes_lifetime": 40}})
+    assert typo("t", {"training_iteration": 3, "env_runners": {"num_episodes_lifetime": 80}})
+    with pytest.raises(RlgraftError, match="after the first finished episode"):
+        typo.raise_if_missing()
+
+
 def test_per_agent_stop_composes_from_the_command_line():
     cfg = typed([f"+stop={{{PER_AGENT}: -300}}"])
     assert stopping.flatten(cfg.stop)[PER_AGENT] == -300

@@ -36,13 +36,20 @@ class StopGuard(Stopper):
         self.grace = grace
         self.missing: dict[str, list[str]] = {}  # key -> keys the results do have (for the message)
         self._seen: set[str] = set()
+        self._counted: dict[str, int] = {}  # trial -> results since its first finished episode
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         flat = flatten_dict(result, delimiter="/")
         self._seen |= set(flat)
         if any(reached(flat, key, limit, self._seen) for key, limit in self.thresholds.items()):
             return True
-        if result.get("training_iteration", 0) >= self.grace:
+        # Return means appear once an episode has finished, which takes several iterations when
+        # episodes are longer than an iteration's share of each env (200-step Pendulum episodes in
+        # 2000-step batches over 40 envs: 4 iterations), so the grace counts from the first one.
+        episodes = flat.get("env_runners/num_episodes_lifetime")
+        if episodes is None or episodes > 0:
+            self._counted[trial_id] = self._counted.get(trial_id, 0) + 1
+        if self._counted.get(trial_id, 0) >= self.grace:
             absent = [k for k in self.thresholds if not matching(self._seen, k)]
             if absent:
                 for key in absent:
@@ -59,7 +66,7 @@ class StopGuard(Stopper):
         key, seen = next(iter(self.missing.items()))
         raise RlgraftError(
             f"stop key `{key}` never appeared in the training results "
-            f"(checked for {self.grace} iterations){did_you_mean(key, seen)}",
+            f"(checked for {self.grace} iterations after the first finished episode){did_you_mean(key, seen)}",
             found="result keys look like: " + ", ".join(k for k in seen if "lifetime" in k or
                                                          k.endswith("return_mean"))[:400],
             fix="use a key from the results, nested with dots, e.g. "
