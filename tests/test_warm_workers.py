@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -22,13 +23,15 @@ print(gated, "json.tool" in sys.modules, builtins.__import__.__name__, __import_
 """
 
 
-def probe(tmp_path: Path, name: str, extra_path: str = "") -> list[str]:
+def probe(tmp_path: Path, name: str, extra_path: str = "", parent_age_s: float = 0.0) -> list[str]:
+    """Run PROBE as `name`, the child of a fresh shell (the raylet's place) that waits `parent_age_s` first."""
     script = tmp_path / name
     script.write_text(PROBE)
-    env = {**os.environ, "RLGRAFT_WARM_IMPORTS": "json.tool",
+    env = {**os.environ, "RLGRAFT_WARM_IMPORTS": "json.tool", "RLGRAFT_WARM_WINDOW_S": "0.5",
            "PYTHONPATH": os.pathsep.join(p for p in (str(SITE), extra_path) if p)}
     env.pop("CHAINED", None)
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    cmd = f"sleep {parent_age_s}; {shlex.quote(sys.executable)} {shlex.quote(str(script))}; exit $?"
+    out = subprocess.run(["sh", "-c", cmd], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
@@ -37,6 +40,11 @@ def test_a_ray_worker_imports_the_modules_and_puts_import_back(tmp_path):
     gated, imported, import_name, _ = probe(tmp_path, "default_worker.py")
     assert gated == "True"  # imports of the warmed packages wait while the warm-up runs
     assert imported == "True" and import_name == "__import__"  # then the plain import is back
+
+
+def test_a_worker_started_later_for_waiting_work_is_left_alone(tmp_path):
+    gated, _, import_name, _ = probe(tmp_path, "default_worker.py", parent_age_s=1.5)
+    assert gated == "False" and import_name == "__import__"
 
 
 def test_other_processes_import_nothing(tmp_path):

@@ -1,13 +1,14 @@
 """Imported by Python at start-up in the processes of a local Ray runtime that rlgraft started
 (`rlgraft.runtime.warm_workers` puts this folder on their PYTHONPATH).
 
-In a Ray worker process only (`default_worker.py`), a thread imports the modules named in
-RLGRAFT_WARM_IMPORTS (RLlib and the algorithm: 4-6 s of CPU here) while the worker registers with
-its raylet and waits for work. Ray starts one idle worker per CPU as the runtime comes up; a Tune
-trial or an EnvRunner placed on one then finds RLlib imported, or half imported, instead of
-importing it only once the trial has started. Until that thread is done, the worker's other
-threads wait before importing any module under the same top-level packages, so one thread at a
-time imports them (two threads importing one package can deadlock on its circular imports).
+In a Ray worker process that Ray started with the runtime (`default_worker.py`, idle at first), a
+thread imports the modules named in RLGRAFT_WARM_IMPORTS (RLlib and the algorithm: 4-6 s of CPU
+here) while the worker registers with its raylet and waits for work. Ray starts one idle worker
+per CPU as the runtime comes up; a Tune trial or an EnvRunner placed on one then finds RLlib
+imported, or half imported, instead of importing it only once the trial has started. Until that
+thread is done, the worker's other threads wait before importing any module under the same
+top-level packages, so one thread at a time imports them (two threads importing one package can
+deadlock on its circular imports).
 Every other process (the driver, Ray's agents, anything the user starts) only runs the next
 `sitecustomize` on the path, if there is one, as Python would have.
 """
@@ -25,12 +26,13 @@ import threading
 import time
 
 _WAIT_S = 120.0  # then import anyway (Python's own lock checks take over)
+_WITH_RUNTIME_S = float(os.environ.get("RLGRAFT_WARM_WINDOW_S", "20"))  # after the raylet's start
 _NICE = 19  # the lowest priority: the driver's imports and checks come first on a busy machine
 
 
 def _warm() -> None:
     names = [n for n in os.environ.get("RLGRAFT_WARM_IMPORTS", "").split(",") if n]
-    if not names or not sys.argv or not sys.argv[0].endswith("default_worker.py"):
+    if not names or not sys.argv or not sys.argv[0].endswith("default_worker.py") or not _idle_at_start():
         return
     roots = {n.split(".")[0] if n.split(".")[0] != "ray" else ".".join(n.split(".")[:2]) for n in names}
     done = threading.Event()
@@ -64,6 +66,21 @@ def _warm() -> None:
     warmer = threading.Thread(target=run, name="rlgraft-warm-imports", daemon=True)
     builtins.__import__ = gated_import
     warmer.start()
+
+
+def _started_at(pid: int | str) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _idle_at_start() -> bool:
+    """One of the idle workers Ray starts with its runtime (within _WITH_RUNTIME_S of the raylet, this
+    process's parent). A worker started later is started for a task already waiting, which imports
+    what it needs at once: warming it at the lowest priority would only slow that import down."""
+    try:
+        return _started_at("self") - _started_at(os.getppid()) < _WITH_RUNTIME_S
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _chain() -> None:
