@@ -16,7 +16,6 @@ Every other process (the driver, Ray's agents, anything the user starts) only ru
 from __future__ import annotations
 
 import builtins
-import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -27,7 +26,6 @@ import time
 
 _WAIT_S = 120.0  # then import anyway (Python's own lock checks take over)
 _WITH_RUNTIME_S = float(os.environ.get("RLGRAFT_WARM_WINDOW_S", "20"))  # after the raylet's start
-_NICE = 19  # the lowest priority: the driver's imports and checks come first on a busy machine
 
 
 def _warm() -> None:
@@ -46,8 +44,6 @@ def _warm() -> None:
 
     def run() -> None:
         start = time.time()
-        with contextlib.suppress(AttributeError, OSError):  # this thread only: the driver comes first
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
         try:
             for name in names:
                 importlib.import_module(name)
