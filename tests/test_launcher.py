@@ -21,7 +21,9 @@ def trial_window(job: Path) -> tuple[float, float]:
 
 @pytest.mark.slow  # end to end, in CI's whole run (.ci/run); keeps the default run under 15 min
 def test_jobs_run_concurrently_on_one_runtime_and_keep_the_sweep(tmp_path):
-    args = ["-m", "hydra/launcher=rlgraft", *TINY, "stop.num_env_steps_sampled_lifetime=1024",
+    # 8192 steps: long enough that the two trials overlap although one may start seconds after the
+    # other (one in a warm idle worker, one in a new worker that imports RLlib first).
+    args = ["-m", "hydra/launcher=rlgraft", *TINY, "stop.num_env_steps_sampled_lifetime=8192",
             "seed=0,1", "env.id=Pendulum-v1,NoSuch-v0", f"hydra.sweep.dir={tmp_path}"]
     res = run_cli(*args, timeout=600)
     assert res.returncode != 0 and "jobs 1, 3 failed" in res.stderr  # the failures are recorded, the rest ran
