@@ -13,13 +13,17 @@ import rlgraft
 
 SITE = Path(rlgraft.__file__).parent / "worker_site"
 PROBE = """
-import builtins, sys, threading, time
-gated = builtins.__import__.__name__ == "gated_import"
-import json.tool                      # the main thread waits for the warm-up, then finds it imported
-deadline = time.time() + 30
-while builtins.__import__.__name__ == "gated_import" and time.time() < deadline:
-    time.sleep(0.01)
-print(gated, "json.tool" in sys.modules, builtins.__import__.__name__, __import__("os").environ.get("CHAINED"))
+import os, sys, types
+import ray._private.worker as w
+wrapped = w.Worker.main_loop.__qualname__ != "Worker.main_loop"
+before = "json.tool" in sys.modules
+stub = types.SimpleNamespace(core_worker=types.SimpleNamespace(run_task_loop=lambda: None))
+try:
+    w.Worker.main_loop(stub)  # the task loop: imports first when wrapped, then Ray's own (stubbed) loop
+except SystemExit:
+    pass
+print(wrapped, before, "json.tool" in sys.modules, w.Worker.main_loop.__qualname__ == "Worker.main_loop",
+      os.environ.get("CHAINED"))
 """
 
 
@@ -36,25 +40,25 @@ def probe(tmp_path: Path, name: str, extra_path: str = "", parent_age_s: float =
     return out.stdout.split()
 
 
-def test_a_ray_worker_imports_the_modules_and_puts_import_back(tmp_path):
-    gated, imported, import_name, _ = probe(tmp_path, "default_worker.py")
-    assert gated == "True"  # imports of the warmed packages wait while the warm-up runs
-    assert imported == "True" and import_name == "__import__"  # then the plain import is back
+def test_a_ray_worker_imports_the_modules_before_its_first_task(tmp_path):
+    wrapped, before, after, restored, _ = probe(tmp_path, "default_worker.py")
+    assert wrapped == "True" and before == "False"  # registered first: nothing imported yet
+    assert after == "True" and restored == "True"  # imported in the task loop's thread, then Ray's loop as is
 
 
 def test_a_worker_started_later_for_waiting_work_is_left_alone(tmp_path):
-    gated, _, import_name, _ = probe(tmp_path, "default_worker.py", parent_age_s=1.5)
-    assert gated == "False" and import_name == "__import__"
+    wrapped, _, after, _, _ = probe(tmp_path, "default_worker.py", parent_age_s=1.5)
+    assert wrapped == "False" and after == "False"
 
 
 def test_other_processes_import_nothing(tmp_path):
-    gated, _, import_name, _ = probe(tmp_path, "driver.py")
-    assert gated == "False" and import_name == "__import__"
+    wrapped, _, after, _, _ = probe(tmp_path, "driver.py")
+    assert wrapped == "False" and after == "False"
 
 
 def test_the_hidden_sitecustomize_still_runs(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "sitecustomize.py").write_text("import os\nos.environ['CHAINED'] = 'yes'\n")
-    assert probe(tmp_path, "driver.py", str(other))[3] == "yes"
-    assert probe(tmp_path, "default_worker.py", str(other))[3] == "yes"
+    assert probe(tmp_path, "driver.py", str(other))[4] == "yes"
+    assert probe(tmp_path, "default_worker.py", str(other))[4] == "yes"

@@ -1,30 +1,27 @@
 """Imported by Python at start-up in the processes of a local Ray runtime that rlgraft started
 (`rlgraft.runtime.warm_workers` puts this folder on their PYTHONPATH).
 
-In a Ray worker process that Ray started with the runtime (`default_worker.py`, idle at first), a
-thread imports the modules named in RLGRAFT_WARM_IMPORTS (RLlib and the algorithm: 4-6 s of CPU
-here) while the worker registers with its raylet and waits for work. Ray starts one idle worker
-per CPU as the runtime comes up; a Tune trial or an EnvRunner placed on one then finds RLlib
-imported, or half imported, instead of importing it only once the trial has started. Until that
-thread is done, the worker's other threads wait before importing any module under the same
-top-level packages, so one thread at a time imports them (two threads importing one package can
-deadlock on its circular imports).
+In a Ray worker process that Ray started with the runtime (`default_worker.py`, idle at first),
+the modules named in RLGRAFT_WARM_IMPORTS (RLlib and the algorithm: 4-6 s of CPU here) are imported
+right after the worker has registered with its raylet, in its main thread, before it runs its first
+task (a wrapped `Worker.main_loop`). Ray starts one idle worker per CPU as the runtime comes up; a
+Tune trial or an EnvRunner placed on one then finds RLlib imported, or being imported, instead of
+importing it only once the trial has started. One thread does every import: an import thread beside
+the main thread failed with "partially initialized module ray.tune.experiment" when a W&B logging
+actor imported Tune at the same time.
 Every other process (the driver, Ray's agents, anything the user starts) only runs the next
 `sitecustomize` on the path, if there is one, as Python would have.
 """
 
 from __future__ import annotations
 
-import builtins
 import importlib
 import importlib.machinery
 import importlib.util
 import os
 import sys
-import threading
 import time
 
-_WAIT_S = 120.0  # then import anyway (Python's own lock checks take over)
 _WITH_RUNTIME_S = float(os.environ.get("RLGRAFT_WARM_WINDOW_S", "20"))  # after the raylet's start
 
 
@@ -32,36 +29,27 @@ def _warm() -> None:
     names = [n for n in os.environ.get("RLGRAFT_WARM_IMPORTS", "").split(",") if n]
     if not names or not sys.argv or not sys.argv[0].endswith("default_worker.py") or not _idle_at_start():
         return
-    roots = {n.split(".")[0] if n.split(".")[0] != "ray" else ".".join(n.split(".")[:2]) for n in names}
-    done = threading.Event()
-    real_import = builtins.__import__
+    import ray._private.worker as ray_worker  # default_worker.py imports it next anyway
 
-    def gated_import(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if not done.is_set() and threading.current_thread() is not warmer and name not in sys.modules \
-                and any(name == r or name.startswith(r + ".") for r in roots):
-            done.wait(_WAIT_S)
-        return real_import(name, *args, **kwargs)
+    task_loop = ray_worker.Worker.main_loop
 
-    def run() -> None:
+    def main_loop(self):  # type: ignore[no-untyped-def]
+        """Registered with the raylet already (`connect` comes first); tasks wait until this returns."""
         start = time.time()
-        try:
-            for name in names:
+        for name in names:
+            try:
                 importlib.import_module(name)
-        except Exception:  # noqa: BLE001  (imported again where it is used, and reported there)
-            pass
-        finally:
-            if builtins.__import__ is gated_import:
-                builtins.__import__ = real_import
-            done.set()
+            except Exception:  # noqa: BLE001  (imported again where it is used, and reported there)
+                break
         path = os.environ.get("RLGRAFT_TIMING")
         if path:
             with open(path, "a") as fh:
                 fh.write(f"{start:.4f} {os.getpid()} worker warm-up started\n"
                          f"{time.time():.4f} {os.getpid()} worker warmed\n")
+        ray_worker.Worker.main_loop = task_loop
+        return task_loop(self)
 
-    warmer = threading.Thread(target=run, name="rlgraft-warm-imports", daemon=True)
-    builtins.__import__ = gated_import
-    warmer.start()
+    ray_worker.Worker.main_loop = main_loop
 
 
 def _started_at(pid: int | str) -> float:
