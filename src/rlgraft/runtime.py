@@ -42,9 +42,10 @@ def warm_workers(modules: list[str]) -> None:
     Ray starts one idle worker per CPU with the runtime; a Tune trial or an EnvRunner placed on one
     then skips RLlib's import (5-6 s here), which otherwise starts only once the trial does. Ray's
     workers inherit this process's environment, so `rlgraft/worker_site` goes first on PYTHONPATH
-    and its `sitecustomize` does the imports in worker processes only, before their task loop. Tune gives every trial actor
-    a runtime_env (`PL_DISABLE_FORK=1`), which no idle worker matches; set here in the environment
-    instead, `tuning.fit` leaves it out of the trial's runtime_env, so a trial can use an idle worker.
+    and its `sitecustomize` does the imports in worker processes only, before their task loop.
+    Tune gives every trial actor a runtime_env (`PL_DISABLE_FORK=1`), which no idle worker matches;
+    set here in the environment instead, `tuning.fit` leaves it out of the trial's runtime_env, so a
+    trial can use an idle worker.
     The idle workers no trial takes (Ray keeps one per CPU) cost CPU and memory (~0.37 GB each,
     measured). At the lowest CPU priority the imports were slower on the whole: the default run's
     first env step came at 14.0 s instead of 12.5 s, and concurrent sweep jobs waited on them.

@@ -46,10 +46,10 @@ def _warm() -> None:
             with open(path, "a") as fh:
                 fh.write(f"{start:.4f} {os.getpid()} worker warm-up started\n"
                          f"{time.time():.4f} {os.getpid()} worker warmed\n")
-        ray_worker.Worker.main_loop = task_loop
+        ray_worker.Worker.main_loop = task_loop  # type: ignore[method-assign]
         return task_loop(self)
 
-    ray_worker.Worker.main_loop = main_loop
+    ray_worker.Worker.main_loop = main_loop  # type: ignore[method-assign]
 
 
 def _started_at(pid: int | str) -> float:
