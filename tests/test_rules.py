@@ -45,6 +45,7 @@ BAD = [
     ("algo.training.minibatch_size=5000", "algo.training.minibatch_size"),
     ("algo.training.entropy_coeff=[[10,0.01],[1000,0.0]]", "algo.training.entropy_coeff"),
     ("env.id=NoSuch-v0", "NoSuch-v0"),
+    ("ray.warm_imports=[nosuch_pkg]", "ray.warm_imports"),
     *[(f"{key}={bad}", key) for key, bad in [
         ("algo.training.lr", -1), ("algo.training.lr", -1e-9), ("algo.training.gamma", 1.5),
         ("algo.training.lambda_", -0.1),

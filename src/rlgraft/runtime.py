@@ -52,6 +52,12 @@ def warm_workers(modules: list[str]) -> None:
     """
     if not modules or WARM_ENV in os.environ:
         return
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m.split(".")[0]) is None]
+    if missing:  # the workers would skip them silently
+        raise RlgraftError(f"ray.warm_imports names packages that are not installed: {', '.join(missing)}",
+                           fix="list importable modules (e.g. ray.rllib.algorithms.ppo), or ray.warm_imports=[]")
     site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_site")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (site, os.environ.get("PYTHONPATH")) if p)
     os.environ[WARM_ENV] = ",".join(modules)
