@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gymnasium as gym
+from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 
@@ -27,3 +28,7 @@ def raising_factory(config):
 class CountEpisodes(RLlibCallback):
     def on_episode_end(self, *, episode, metrics_logger, **kwargs):
         metrics_logger.log_value("rlgraft_test_episodes", 1, reduce="sum")
+
+
+class PPOModuleCopy(DefaultPPOTorchRLModule):
+    """Another module class with PPO's parameters: same names and shapes, so only the class tells them apart."""

@@ -144,6 +144,8 @@ def _file(tmp: Path) -> Path:
 
 
 MODULE_STATE = f"{checkpoints.MODULES}/default_policy/module_state.pkl"
+SAME = {"default_policy": "default_policy"}
+TANH = "algo.rl_module.model_config.fcnet_activation"
 # case -> (run kind, overrides from (single ckpt, multi ckpt, tmp dir), words the message must hold)
 BAD_INPUT = {
     "missing": ("single", lambda s, m, t: {"resume": str(t / "nope")}, ["does not exist"]),
@@ -166,6 +168,42 @@ BAD_INPUT = {
                ["observation spaces differ", "Box"]),
     "multi_into_single": ("single", lambda s, m, t: {"resume": m}, ["p0, p1", "restore.modules={default_policy:p0}"]),
     "single_into_multi_full": ("multi", lambda s, m, t: {"resume": s}, ["default_policy", "restore.modules"]),
+    # what the weights compute, beyond their shapes (the checkpoint is [16,16] relu, PPO's module)
+    "activation_full": ("single", lambda s, m, t: {"resume": s, "algo.rl_module.model_config.fcnet_activation": "tanh"},
+                        ["compute something else", "model_config.fcnet_activation is \"relu\" in the checkpoint, "
+                         "\"tanh\" in this run", "'restore.accept=[model_config.fcnet_activation]'",
+                         "algo.rl_module.model_config.fcnet_activation=relu"]),
+    "activation_graft": ("multi", lambda s, m, t: {"resume": s, "restore.modules": {"p1": "default_policy"},
+                                                   "algo.rl_module.model_config.fcnet_activation": "tanh"},
+                         ["default_policy -> p1", "fcnet_activation"]),
+    "activation_params": ("single", lambda s, m, t: {"resume": s, "restore.modules": SAME,
+                                                     "restore.params": ["encoder.*"],
+                                                     "algo.rl_module.model_config.fcnet_activation": "tanh"},
+                          ["fcnet_activation"]),
+    "head_activation_graft": ("single", lambda s, m, t: {"resume": s, "restore.modules": SAME,
+                                                   "algo.rl_module.model_config.head_fcnet_activation": "tanh"},
+                        ["model_config.head_fcnet_activation"]),
+    "connector_added": ("single", lambda s, m, t: {"resume": s, "algo.env_runners.env_to_module_connector": {
+        "_target_": "ray.rllib.connectors.env_to_module.FlattenObservations"}},
+                        ["env_to_module is RLlib's default pieces in the checkpoint",
+                         "FlattenObservations(keys_to_remove=null) -> RLlib's default pieces in this run",
+                         "restore.accept=[env_to_module]"]),
+    "module_class": ("single", lambda s, m, t: {"resume": s, "algo.rl_module.rl_module_spec": {
+        "_target_": "ray.rllib.core.rl_module.rl_module.RLModuleSpec",
+        "module_class": {"_target_": "tests.parts.PPOModuleCopy"}}},
+                     ["module_class is ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module."
+                      "DefaultPPOTorchRLModule in the checkpoint, tests.parts.PPOModuleCopy in this run"]),
+    "component_activation": ("multi", lambda s, m, t: {"resume": s, TANH: "tanh",
+                                                       "restore.components": {f"{checkpoints.MODULES}/p0":
+                                                                              f"{checkpoints.MODULES}/default_policy"}},
+                             ["fcnet_activation"]),
+    "accept_stale": ("single", lambda s, m, t: {"resume": s, "restore.accept": ["model_config.fcnet_activation"]},
+                     ["do not differ there", "remove model_config.fcnet_activation"]),
+    "accept_typo": ("single", lambda s, m, t: {"resume": s, "algo.rl_module.model_config.fcnet_activation": "tanh",
+                                               "restore.accept": ["model_config.fcnet_activaton"]},
+                    ["fcnet_activation"]),
+    "accept_not_a_key": ("single", lambda s, m, t: {"resume": s, "restore.accept": ["activation"]},
+                         ["not an architecture key"]),
 }
 
 

@@ -46,6 +46,35 @@ BAD = [
     ("algo.training.entropy_coeff=[[10,0.01],[1000,0.0]]", "algo.training.entropy_coeff"),
     ("env.id=NoSuch-v0", "NoSuch-v0"),
     ("ray.warm_imports=[nosuch_pkg]", "ray.warm_imports"),
+    # result keys the config names besides stop keys (near-miss typos of keys every run reports)
+    ("metric=env_runners/episode_return_maen", "metric=env_runners/episode_return_maen"),
+    ("checkpointing.score_attribute=env_runners/episode_reward_mean", "checkpointing.score_attribute"),
+    ("metric=evaluation/env_runners/episode_return_mean", "never evaluates"),
+    # model_config values, with RLlib's own lists of activations and initializers
+    ("algo.rl_module.model_config.fcnet_hiddens=[0]", "algo.rl_module.model_config.fcnet_hiddens=[0]"),
+    ("algo.rl_module.model_config.fcnet_hiddens=[64,-1]", "each an integer >= 1"),
+    ("algo.rl_module.model_config.fcnet_activation=rleu", "not an activation RLlib knows"),
+    ("+algo.rl_module.model_config.head_fcnet_activation=sigmoidd", "head_fcnet_activation"),
+    ("+algo.rl_module.model_config.fcnet_kernel_initializer=xavier", "not an initializer RLlib knows"),
+    ("+algo.rl_module.model_config.use_lstm=1", "use_lstm=1` is not true or false"),
+    ("+algo.rl_module.model_config.lstm_cell_size=0", "lstm_cell_size"),
+    ("+algo.rl_module.model_config.conv_filters=[16]", "conv_filters"),
+    # objects of the wrong kind, refused in the driver with the key named
+    ("+algo.callbacks.callbacks_class={_target_: tests.parts.pendulum_from_config}", "not an RLlibCallback subclass"),
+    ("+algo.callbacks.callbacks_class={_target_: hydra.utils.get_class, path: collections.OrderedDict}",
+     "algo.callbacks.callbacks_class"),
+    ("+algo.callbacks.callbacks_class={_target_: hydra.utils.get_class, path: tests.parts.Nope}",
+     "callbacks_class.path"),
+    ("+algo.callbacks.callbacks_class={_target_: hydra.utils.get_class, pth: tests.parts.CountEpisodes}",
+     "takes one key, `path`"),
+    ("+algo.rl_module.rl_module_spec={_target_: ray.rllib.core.rl_module.rl_module.RLModuleSpec, "
+     "module_class: {_target_: tests.parts.CountEpisodes}}", "not an RLModule subclass"),
+    ("+algo.rl_module.rl_module_spec={_target_: collections.OrderedDict}", "not an RLModuleSpec or MultiRLModuleSpec"),
+    ("+algo.env_runners.env_to_module_connector={_target_: tests.parts.CountEpisodes}", "not a ConnectorV2 subclass"),
+    ("+algo.env_runners.env_to_module_connector=[{_target_: ray.rllib.connectors.env_to_module.FlattenObservations}, "
+     "{_target_: collections.OrderedDict}]", "env_to_module_connector[1]"),
+    ("+algo.callbacks.on_train_result={_target_: tests.parts.CountEpisodes, _recursive_: false}", "_recursive_"),
+    ("restore.accept=[model_config.fcnet_activation]", "+resume=PATH"),
     *[(f"{key}={bad}", key) for key, bad in [
         ("algo.training.lr", -1), ("algo.training.lr", -1e-9), ("algo.training.gamma", 1.5),
         ("algo.training.lambda_", -0.1),

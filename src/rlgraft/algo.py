@@ -81,6 +81,11 @@ def check_section(config_cls: type, section: str, options: dict[str, Any]) -> No
     if section in REFUSED_SECTIONS and options:
         raise RlgraftError(f"`algo.{section}` is not supported", fix=REFUSED_SECTIONS[section])
     custom_module = "rl_module_spec" in options
+    if section == "rl_module":
+        rules.check_model_config(options.get("model_config"), "algo.rl_module.model_config")
+        spec = options.get("rl_module_spec")
+        if isinstance(spec, dict):
+            rules.check_model_config(spec.get("model_config"), "algo.rl_module.rl_module_spec.model_config")
     if section == "rl_module" and isinstance(options.get("model_config"), dict) and not custom_module:
         from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
@@ -141,6 +146,34 @@ def add_callbacks(config: Any, **hooks: Any) -> None:
 def module_specs(config: Any, spaces: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
     """RLModuleSpec per module id, from spaces given per module id (no Ray, no env registry)."""
     return dict(config.get_multi_rl_module_spec(spaces=spaces).rl_module_specs)
+
+
+def env_to_module(config: Any, env: envs.ResolvedEnv) -> tuple[list[Any], dict[str, tuple[Any, Any]]]:
+    """The env-to-module connector pipeline an EnvRunner of this run builds (its pieces, as RLlib saves
+    them in a checkpoint) and each module's spaces after it: RLlib builds every module for what the
+    pipeline puts out, so frame stacking, flattening or previous actions and rewards change the module's
+    observation space from the env's. Built in the driver, as `build_env_to_module_connector` does in
+    each EnvRunner (no Ray, no env)."""
+    import gymnasium as gym
+    from ray.rllib.env import INPUT_ENV_SINGLE_SPACES
+
+    if env.multi_agent:
+        single = (gym.spaces.Dict({a: o for a, (o, _) in env.agent_spaces.items()}),
+                  gym.spaces.Dict({a: s for a, (_, s) in env.agent_spaces.items()}))
+    else:
+        single = env.agent_spaces[None]
+    try:
+        pipeline = config.build_env_to_module_connector(spaces={INPUT_ENV_SINGLE_SPACES: single}, device="cpu")
+        pieces = pipeline.get_ctor_args_and_kwargs()[1]["connectors"]
+        if env.multi_agent:
+            spaces = {m: (o, pipeline.action_space[m]) for m, o in pipeline.observation_space.spaces.items()}
+        else:
+            spaces = {envs.SINGLE_AGENT_MODULE: (pipeline.observation_space, single[1])}
+    except Exception as exc:
+        raise RlgraftError(f"algo.env_runners.env_to_module_connector: RLlib could not build the connector "
+                           f"pipeline for this env ({type(exc).__name__}: {exc})",
+                           fix="check the connector pieces and their arguments against the env's spaces") from exc
+    return pieces, spaces
 
 
 def resource_request(config: Any) -> dict[str, Any]:

@@ -95,6 +95,7 @@ class ModuleInfo:
     module_id: str
     path: str
     module_class: str
+    catalog_class: Any
     observation_space: Any
     action_space: Any
     model_config: dict[str, Any]
@@ -149,6 +150,7 @@ def read_module(module_dir: Path) -> ModuleInfo:
         module_id=module_dir.name,
         path=str(module_dir),
         module_class=getattr(cls, "qualname", repr(cls)),
+        catalog_class=kwargs.get("catalog_class"),
         observation_space=kwargs.get("observation_space"),
         action_space=kwargs.get("action_space"),
         model_config=dict(model_config) if isinstance(model_config, dict) else {},

@@ -99,18 +99,37 @@ class ResolvedEnv:
 
 
 def resolve(env: EnvConfig) -> ResolvedEnv:
-    """Check `env` and build one instance locally (no Ray) to learn its agents and spaces."""
-    return _resolve(env.id, tuple(sorted(env.kwargs.items())), env.num_agents, _hashable(env.policy_mapping))
+    """Check `env` and build one instance locally (no Ray) to learn its agents and spaces.
+
+    `env.kwargs` may hold `_target_` nodes (gymnasium spaces for RLlib's ActionMaskEnv, say): they are
+    built here, in the driver, and the env gets the objects."""
+    return _resolve(env.id, _hashable(env.kwargs), env.num_agents, _hashable(env.policy_mapping))
 
 
 def _hashable(value: Any) -> Any:
-    return tuple(value.items()) if isinstance(value, Mapping) else value
+    """A nested config value (dicts, lists, `_target_` nodes) as nested tuples, for the cache key."""
+    if isinstance(value, Mapping):
+        return ("{}", tuple((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("[]", tuple(_hashable(v) for v in value))
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "{}":
+        return {k: _thaw(v) for k, v in value[1]}
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "[]":
+        return [_thaw(v) for v in value[1]]
+    return value
 
 
 @cache
-def _resolve(env_id: str, kwargs_items: tuple[tuple[str, Any], ...], num_agents: int | None,
-             mapping_value: Any) -> ResolvedEnv:
-    kwargs = dict(kwargs_items)
+def _resolve(env_id: str, kwargs_key: Any, num_agents: int | None, mapping_key: Any) -> ResolvedEnv:
+    from rlgraft import objects
+
+    raw = _thaw(kwargs_key)
+    kwargs = {k: objects.build(v, f"env.kwargs.{k}", str(k)) for k, v in raw.items()}
+    mapping_value = _thaw(mapping_key)
     target = target_of(env_id)
     if target is None:
         check_env_id(env_id)
@@ -137,8 +156,7 @@ def _resolve(env_id: str, kwargs_items: tuple[tuple[str, Any], ...], num_agents:
     else:
         rllib_env, env_config = MakeEnv, {"env": env_id, "kwargs": dict(kwargs), "num_agents": num_agents}
     is_multi = multi or bool(num_agents)
-    mapping = mapping_of(EnvConfig(policy_mapping=dict(mapping_value) if isinstance(mapping_value, tuple)
-                                   else mapping_value)) if is_multi else None
+    mapping = mapping_of(EnvConfig(policy_mapping=mapping_value)) if is_multi else None
     resolved = ResolvedEnv(rllib_env, env_config, is_multi, spaces, mapping,
                    f"{env_id}" + (f" x{num_agents}" if num_agents else ""))
     if mapping is not None:
@@ -222,6 +240,8 @@ def _close(env: Any) -> None:
 
 
 def check_env_id(env_id: str) -> None:
+    """A gymnasium id, or gymnasium's `module:Id` (`target_of` has imported the module, which registers it)."""
+    env_id = env_id.partition(":")[2] or env_id
     if env_id not in gym.registry:
         raise RlgraftError(
             f"environment `{env_id}` is not registered with gymnasium{did_you_mean(env_id, set(gym.registry))}",

@@ -42,7 +42,6 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
         return previous
     config = algo.build(c)  # checks every algo.* key
     stop = stopping.stop_thresholds(c.stop)
-    stopping.check_stop_keys(stop)
 
     # 2. Plan the restore: resolve PATH, check modules, spaces and shapes against this run.
     restore_plan: RestorePlan | None = plan(c, config) if c.resume else None

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlgraft import checkpointable, checkpoints, discovery, envs
+from rlgraft import architecture, checkpointable, checkpoints, discovery, envs
 from rlgraft.checkpoints import CheckpointInfo, ModuleInfo
 from rlgraft.errors import RlgraftError
 
@@ -31,6 +31,8 @@ class Transfer:
     digest: str  # of the source weights, to prove they arrived
     params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # name and shape of every parameter copied
     kept: tuple[str, ...] = ()  # parameters of the target left as built (`restore.params` globs)
+    # Architecture differences accepted on purpose (`restore.accept`): (key, checkpoint value, run value).
+    accepted: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def partial(self) -> bool:
@@ -127,7 +129,8 @@ class RestoreCallback:
             if got != t.digest:
                 problems.append(f"learner module {t.target!r} has weights {got}, expected {t.digest} "
                                 f"from source module {t.source!r}")
-            row = {"target": t.target, "source": t.source, "digest": got, "learner_matches_source": got == t.digest}
+            row = {"target": t.target, "source": t.source, "digest": got, "learner_matches_source": got == t.digest,
+                   "accepted": [list(a) for a in t.accepted]}
             if t.partial:
                 built = (as_built or {}).get(t.target, {})
                 changed = [n for n in t.kept if checkpoints.digest(learner[t.target], [n])
@@ -158,6 +161,8 @@ def describe(report: dict[str, Any]) -> list[str]:
                      f"{'verified' if m['learner_matches_source'] else 'MISMATCH'}"
                      + (f"  ({len(m['copied'])} parameters copied, {len(m['kept_as_built'])} kept as built)"
                         if "copied" in m else ""))
+        lines += [f"    accepted difference {k}: checkpoint {a}, this run {b} (restore.accept)"
+                  for k, a, b in m.get("accepted", [])]
     for f in report.get("filters", []):
         lines.append(f"  {f['piece']} state: agent {f['source_agent']} -> agent {f['target_agent']}  {f['digest']}")
     opt = report.get("optimizer") or {}
@@ -203,6 +208,8 @@ class RestorePlan:
             out += [f"      {name} {list(shape)}" for name, shape in t.params]
             if t.kept:
                 out.append(f"    kept as built ({len(t.kept)}): {', '.join(t.kept)}")
+            out += [f"    accepted difference {k}: checkpoint {a}, this run {b} (restore.accept)"
+                    for k, a, b in t.accepted]
         for target, source in cb.components:
             out.append(f"  component {source} -> {target}")
         for f in cb.filters:
@@ -220,7 +227,10 @@ class RestorePlan:
 
     def summary(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "chosen": self.how, "full": self.callback.full,
-                "modules": [{**asdict(t), "kept": list(t.kept)} for t in self.callback.transfers],
+                "modules": [{**asdict(t), "kept": list(t.kept), "accepted": [list(a) for a in t.accepted]}
+                            for t in self.callback.transfers],
+                "accepted": [{"target": t.target, "source": t.source, "key": k, "checkpoint": a, "run": b}
+                             for t in self.callback.transfers for k, a, b in t.accepted],
                 "components": [list(c) for c in self.callback.components],
                 "filters": [{"piece": f.piece, "source_agent": str(f.source_agent), "target_agent": str(f.target_agent),
                              "digest": f.digest} for f in self.callback.filters],
@@ -244,8 +254,10 @@ def same_layout(a: Any, b: Any) -> bool:
 
 
 def compare_module(source: ModuleInfo, target_id: str, target_spaces: tuple[Any, Any],
-                   target_params: dict[str, tuple[int, ...]]) -> None:
-    """Refuse what RLlib would load silently (strict=False) or fail on minutes later."""
+                   target_params: dict[str, tuple[int, ...]],
+                   differing: list[tuple[str, str, str]] | None = None) -> None:
+    """Refuse what RLlib would load silently (strict=False) or fail on minutes later; `differing`
+    (architecture keys that differ) names the settings to change."""
     where = f"source module {source.module_id!r} -> target module {target_id!r}"
     for label, have, want in (("observation", source.observation_space, target_spaces[0]),
                               ("action", source.action_space, target_spaces[1])):
@@ -269,23 +281,36 @@ def compare_module(source: ModuleInfo, target_id: str, target_spaces: tuple[Any,
         if extra:
             parts.append("only in the checkpoint: " + ", ".join(extra[:6]))
         hidden = source.model_config.get("fcnet_hiddens")
+        settings = [f"{architecture.option_of(k)}={architecture.cli_value(a)}" for k, a, _ in differing or []
+                    if k.startswith("model_config.")]
+        if settings:
+            parts.append("settings that differ: " + "; ".join(f"{k}: checkpoint {a}, this run {b}"
+                                                             for k, a, b in (differing or [])[:6]))
         raise RlgraftError(
             f"network parameters differ for {where}; RLlib would load this silently and leave "
             "the rest random",
             found=" | ".join(parts),
             fix="build the new run with the checkpoint's network"
-                + (f", e.g. algo.rl_module.model_config.fcnet_hiddens=[{','.join(map(str, hidden))}]"
-                  if hidden else ""),
+                + (f", e.g. {' '.join(settings[:3])}" if settings else
+                   f", e.g. algo.rl_module.model_config.fcnet_hiddens=[{','.join(map(str, hidden))}]"
+                   if hidden else ""),
         )
 
 
-def param_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
-    """Build the module on the CPU (RLlib logs a deprecation notice while doing so) and read its shapes."""
+def build_module(spec: Any) -> Any:
+    """Build the module on the CPU as the run will (RLlib logs a deprecation notice while doing so)."""
     logging.disable(logging.WARNING)
     try:
-        module = spec.build()
+        return spec.build()
+    except Exception as exc:
+        name = getattr(spec.module_class, "__name__", "")
+        raise RlgraftError(f"RLlib cannot build this run's module {name} ({type(exc).__name__}: {exc})",
+                           fix="check algo.rl_module (model_config, rl_module_spec) against the env's spaces") from exc
     finally:
         logging.disable(logging.NOTSET)
+
+
+def param_shapes(module: Any) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
@@ -295,7 +320,9 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
     ck, how = discovery.resolve(cfg.resume, base=base, pick=cfg.restore.pick.value,
                                   metric=cfg.metric, mode=cfg.mode)
     info = checkpoints.read(ck)
-    modules = envs.resolve(cfg.env).modules()
+    from rlgraft import algo
+
+    pieces, modules = algo.env_to_module(config, envs.resolve(cfg.env))  # the modules' spaces, as RLlib builds them
     targets = list(modules)
     mapping = dict(cfg.restore.modules or {})
     full = not mapping and not cfg.restore.components
@@ -310,10 +337,14 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
                 fix=f"choose which module goes where, e.g. {hint}",
             )
         mapping = {m: m for m in targets}
-    transfers = checked_transfers(info, mapping, targets, config, modules, list(cfg.restore.params or []))
+    # The filter state first: a MeanStdFilter on one side only has a message of its own.
+    filters = filter_transfers(ck, info, mapping, cfg, full) if (full or cfg.restore.modules) else ()
+    transfers = checked_transfers(info, mapping, targets, config, modules, list(cfg.restore.params or []),
+                                  connectors=architecture.pipeline(pieces), full=full,
+                                  accept=list(cfg.restore.accept or []),
+                                  components=dict(cfg.restore.components or {}))
     if full:
         checkpoints.check_state_files(Path(ck))
-    filters = filter_transfers(ck, info, mapping, cfg, full) if (full or cfg.restore.modules) else ()
     components = []
     for target_component, source in (cfg.restore.components or {}).items():
         src = Path(source) if Path(source).is_absolute() else Path(ck) / source
@@ -346,10 +377,16 @@ def check_sources(info: CheckpointInfo, mapping: dict[str, str]) -> None:
 
 
 def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: list[str], config: Any,
-                      spaces: dict[str, tuple[Any, Any]], globs: list[str] | None = None) -> tuple[Transfer, ...]:
+                      spaces: dict[str, tuple[Any, Any]], globs: list[str] | None = None, *,
+                      connectors: str | None = None, full: bool = False, accept: list[str] | None = None,
+                      components: dict[str, str] | None = None) -> tuple[Transfer, ...]:
     """Every source module is in the checkpoint, every target in the run, and spaces, parameter names
-    and shapes agree (modules built locally on the CPU from `spaces`); with `globs` (`restore.params`)
-    only the matching parameters, in name and shape. Raises RlgraftError."""
+    and shapes agree (modules built locally on the CPU from `spaces`, the modules' spaces after the
+    env-to-module connectors); with `globs` (`restore.params`) only the matching parameters, in name and
+    shape. Then what the modules compute: class, catalog, model_config, the connectors in front
+    (`connectors`, None: not compared) and, for a full restore, the algorithm; a difference is refused
+    unless `accept` names it. `components` (`restore.components`) that put a module folder into a module
+    of the run are checked as module grafts. Raises RlgraftError."""
     from rlgraft import algo
 
     check_sources(info, mapping)
@@ -359,22 +396,62 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
                                found=f"this run's modules: {', '.join(targets)}",
                                fix="use one of those as the key in restore.modules, or change "
                                    "env.policy_mapping")
-    if not mapping:
+    module_components = component_modules(info, components or {}, targets)
+    if not mapping and not module_components:
+        if accept:
+            architecture.settle({}, accept)
         return ()
     specs = algo.module_specs(config, spaces)  # RLlib wants spaces for every module of the run
+    source_pipeline = architecture.checkpoint_pipeline(info.path) if connectors is not None else None
+    algorithms = (architecture.checkpoint_algorithm(info.path), architecture.dotted(config.algo_class)) if full \
+        else (None, None)
+    built: dict[str, Any] = {}
+    found: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    pairs = [(t, info.modules[s]) for t, s in mapping.items()] + module_components
+    for target, source in pairs:
+        module = built.setdefault(target, build_module(specs[target]))
+        shapes = param_shapes(module)
+        run = architecture.of_built(module, connectors if source_pipeline is not None else None,
+                                    algorithms[1] if algorithms[0] else None)
+        ckpt = architecture.of_module(source.module_class, source.catalog_class, source.model_config,
+                                      source_pipeline, algorithms[0])
+        graft = globs and (target, source.module_id) in mapping.items()
+        if graft:
+            selected_params(source, target, shapes, globs or [])
+        else:
+            compare_module(source, target, spaces[target], shapes, architecture.differences(ckpt, run))
+        found[(target, source.module_id)] = architecture.differences(ckpt, run, sizes=not graft)
+    accepted = architecture.settle(found, list(accept or []))
     transfers = []
-    for target, source in mapping.items():
-        shapes = param_shapes(specs[target])
+    for target, source_id in mapping.items():
+        source = info.modules[source_id]
+        shapes = param_shapes(built[target])
+        ok = accepted.get((target, source_id), ())
         if globs:
-            copied = selected_params(info.modules[source], target, shapes, globs)
-            transfers.append(Transfer(target, source, checkpoints.digest(info.modules[source].weights(), copied),
+            copied = selected_params(source, target, shapes, globs)
+            transfers.append(Transfer(target, source_id, checkpoints.digest(source.weights(), copied),
                                       tuple((n, shapes[n]) for n in copied),
-                                      tuple(sorted(set(shapes) - set(copied)))))
+                                      tuple(sorted(set(shapes) - set(copied))), accepted=ok))
             continue
-        compare_module(info.modules[source], target, spaces[target], shapes)
-        transfers.append(Transfer(target, source, checkpoints.digest(info.modules[source].weights()),
-                                  tuple(sorted(shapes.items()))))
+        transfers.append(Transfer(target, source_id, checkpoints.digest(source.weights()),
+                                  tuple(sorted(shapes.items())), accepted=ok))
     return tuple(transfers)
+
+
+def component_modules(info: CheckpointInfo, components: dict[str, str],
+                      targets: list[str]) -> list[tuple[str, ModuleInfo]]:
+    """`restore.components` entries that put a module folder (`.../rl_module/<id>`) into a module of this
+    run: (target module id, the source module), to be checked as a module graft is."""
+    out = []
+    for target_component, source in components.items():
+        target = str(target_component)
+        if not target.startswith(checkpoints.MODULES + "/"):
+            continue
+        module_id = target.removeprefix(checkpoints.MODULES + "/")
+        src = Path(source) if Path(source).is_absolute() else Path(info.path) / source
+        if module_id in targets and (src / "module_state.pkl").is_file():
+            out.append((module_id, checkpoints.read_module(src)))
+    return out
 
 
 def selected_params(source: ModuleInfo, target_id: str, target_params: dict[str, tuple[int, ...]],

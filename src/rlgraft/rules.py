@@ -120,7 +120,7 @@ def check_keys(cfg: DictConfig) -> None:
 
 def check(cfg: Config) -> None:
     """Ranges and rules across fields; runs before Ray starts."""
-    from rlgraft.stopping import stop_thresholds
+    from rlgraft.stopping import check_stop_keys, named_result_keys, stop_thresholds
 
     values = flat_values(cfg)
     for key, rule in RANGES.items():
@@ -143,6 +143,14 @@ def check(cfg: Config) -> None:
         if key.endswith(COUNTER_SUFFIXES) and value < 0:
             raise RlgraftError(f"`{typed}={value}`: `{key}` counts up from 0, so a negative threshold stops at once",
                                fix=f"set {typed} to the count to reach, e.g. {typed}=8000")
+    check_stop_keys(stop)
+    named = named_result_keys(cfg.metric, cfg.checkpointing.score_attribute)
+    for key, option in [*((k, f"stop key `{k}`") for k in stop), *((k, f"{o}={k}") for k, o in named.items())]:
+        if key.startswith("evaluation/") and not cfg.algo.evaluation.get("evaluation_interval"):
+            raise RlgraftError(f"{option} is an evaluation result, but this run never evaluates "
+                               "(algo.evaluation.evaluation_interval is unset)",
+                               fix="set algo.evaluation.evaluation_interval=N, or use the training key "
+                                   f"{key.removeprefix('evaluation/')}")
     training = cfg.algo.training
     batch, minibatch = training.get("train_batch_size_per_learner"), training.get("minibatch_size")
     if isinstance(batch, int) and isinstance(minibatch, int) and minibatch > batch:
@@ -181,7 +189,7 @@ def check_transfer(cfg: Config) -> None:
     """restore.freeze/unfreeze_after/params/optimizer and `selfplay`, as far as they can be checked
     without the env (module ids are checked against the env in `transfer.check`)."""
     r = cfg.restore
-    for name in ("freeze", "params"):
+    for name in ("freeze", "params", "accept"):
         value = getattr(r, name)
         if value and not cfg.resume:
             raise RlgraftError(f"restore.{name} is set but there is no checkpoint to restore from",
@@ -239,6 +247,54 @@ def flat_values(cfg: Config) -> dict[str, Any]:
 
     walk(container, "")
     return out
+
+
+# DefaultModelConfig values by kind (RLlib 2.60 checks none of them before it builds the network in the trial).
+MODEL_SIZES = {"fcnet_hiddens", "head_fcnet_hiddens"}
+MODEL_COUNTS = {"lstm_cell_size", "max_seq_len"}
+MODEL_FLAGS = {"fcnet_use_layernorm", "head_fcnet_use_layernorm", "free_log_std", "vf_share_layers", "use_lstm",
+               "lstm_use_prev_action", "lstm_use_prev_reward"}
+
+
+def check_model_config(model_config: Any, where: str) -> None:
+    """Values of RLlib's DefaultModelConfig keys, with RLlib's own lists for activations and initializers:
+    `fcnet_hiddens=[0]` or `fcnet_activation=rleu` is refused here, not when the trial builds its network."""
+    from ray.rllib.models.utils import get_activation_fn, get_initializer_fn
+
+    if not isinstance(model_config, dict):
+        return
+    for key, value in model_config.items():
+        typed = f"{where}.{key}"
+        if value is None:
+            continue
+        if key in MODEL_SIZES and (not isinstance(value, list) or not all(COUNT.holds(v) for v in value)):
+            raise RlgraftError(f"`{typed}={value!r}` is out of range: it must be a list of layer sizes, each "
+                               "an integer >= 1", fix=f"set e.g. {typed}=[64,64]")
+        if key in MODEL_COUNTS and not COUNT.holds(value):
+            raise RlgraftError(f"`{typed}={value!r}` is out of range: it must be {COUNT.describe()}",
+                               fix=f"set {typed} to such a value, or to null for RLlib's default")
+        if key in MODEL_FLAGS and not isinstance(value, bool):
+            raise RlgraftError(f"`{typed}={value!r}` is not true or false", fix=f"set {typed}=true or {typed}=false")
+        if key == "log_std_clip_param" and not NON_NEGATIVE.holds(value):
+            raise RlgraftError(f"`{typed}={value!r}` is out of range: it must be {NON_NEGATIVE.describe()}",
+                               fix=f"set {typed} to such a value, e.g. 20.0 (RLlib's default)")
+        if key.endswith("_activation"):
+            try:
+                get_activation_fn(value, framework="torch")
+            except (ValueError, TypeError) as exc:
+                raise RlgraftError(f"`{typed}={value!r}` is not an activation RLlib knows ({exc})",
+                                   fix=f"use one of relu, tanh, elu, swish, silu, linear (or a torch.nn name, "
+                                       f"e.g. {typed}=GELU)") from exc
+        if key.endswith("_initializer"):
+            try:
+                get_initializer_fn(value, framework="torch")
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise RlgraftError(f"`{typed}={value!r}` is not an initializer RLlib knows ({exc})",
+                                   fix=f"name a torch.nn.init function, e.g. {typed}=xavier_uniform_") from exc
+        if key == "conv_filters" and (not isinstance(value, list) or not all(
+                isinstance(f, list) and len(f) in (3, 4) and COUNT.holds(f[0]) for f in value)):
+            raise RlgraftError(f"`{typed}={value!r}` is not a list of [out_channels, kernel, stride] filters",
+                               fix=f"write e.g. {typed}=[[16,[4,4],2],[32,[4,4],2]]")
 
 
 def check_rllib(config: Any, cfg: Config) -> None:

@@ -119,6 +119,9 @@ class RestoreConfig:
     params: list[str] = field(default_factory=list)
     # null: keep on a full restore; a module graft always starts the grafted module's optimizer fresh.
     optimizer: Optimizer | None = None
+    # Architecture keys allowed to differ between the checkpoint's modules and this run's, on purpose
+    # (`model_config.fcnet_activation`, `module_class`, `env_to_module`, ...); any other difference is refused.
+    accept: list[str] = field(default_factory=list)
 
 
 @dataclass

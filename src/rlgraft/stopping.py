@@ -43,13 +43,33 @@ def stop_thresholds(stop: dict[str, Any]) -> dict[str, Any]:
 def check_stop_keys(stop: dict[str, float]) -> None:
     """Catch near-miss typos before Ray starts; unknown custom keys are checked on live results."""
     for key in stop:
-        if key in KNOWN_RESULT_KEYS or key.startswith(PER_AGENT_PREFIXES):
-            continue
-        hint = did_you_mean(key, KNOWN_RESULT_KEYS)
-        if hint:
-            raise RlgraftError(f"stop key `{key}` is not a result key{hint}",
-                               fix="correct it, e.g. stop.num_env_steps_sampled_lifetime=8000 or "
-                                   "+stop.env_runners.episode_return_mean=-300")
+        check_result_key(key, f"stop key `{key}`",
+                         "correct it, e.g. stop.num_env_steps_sampled_lifetime=8000 or "
+                         "+stop.env_runners.episode_return_mean=-300")
+
+
+def check_result_key(key: str, what: str, fix: str) -> None:
+    """A result key that a config names (a stop key, `metric`, `checkpointing.score_attribute`): a near-miss
+    of a key every run reports is a typo, refused before Ray starts; other keys are checked on live results
+    (`tuning.StopGuard`)."""
+    inner = key.removeprefix("evaluation/")  # evaluation results carry the env_runners/ keys under evaluation/
+    if inner in KNOWN_RESULT_KEYS or inner.startswith(PER_AGENT_PREFIXES):
+        return
+    hint = did_you_mean(key, KNOWN_RESULT_KEYS | {f"evaluation/{k}" for k in KNOWN_RESULT_KEYS
+                                                   if k.startswith("env_runners/")})
+    if hint:
+        raise RlgraftError(f"{what} is not a result key{hint}", fix=fix)
+
+
+def named_result_keys(metric: str, score_attribute: str | None) -> dict[str, str]:
+    """Result keys a run names besides its stop keys, by the option that names them; checked as stop keys
+    are (near-miss typos before Ray, a key the results never carry after the first finished episodes)."""
+    out = {metric: "metric"}
+    if score_attribute:
+        out.setdefault(score_attribute, "checkpointing.score_attribute")
+    for key, option in out.items():
+        check_result_key(key, f"{option}={key}", f"correct {option}, e.g. {option}=env_runners/episode_return_mean")
+    return out
 
 
 def matching(keys: Collection[str], key: str) -> list[str]:

@@ -16,7 +16,7 @@ from ray.tune.utils import flatten_dict
 from rlgraft import runtime, timing
 from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.schema import Config
-from rlgraft.stopping import matching, reached
+from rlgraft.stopping import matching, named_result_keys, reached
 
 # Results that never carry the key after this many iterations make the run end with an error.
 STOP_KEY_GRACE_ITERATIONS = 3
@@ -31,9 +31,13 @@ class StopGuard(Stopper):
     about an unknown stop key and then trains forever.
     """
 
-    def __init__(self, thresholds: dict[str, float], grace: int = STOP_KEY_GRACE_ITERATIONS):
+    def __init__(self, thresholds: dict[str, float], grace: int = STOP_KEY_GRACE_ITERATIONS,
+                 named: dict[str, str] | None = None):
         self.thresholds = dict(thresholds)
         self.grace = grace
+        # Other result keys the config names (`metric`, `checkpointing.score_attribute`): key -> option.
+        # Tune only warns about them, and a sweep's objective or checkpoint ranking is then empty.
+        self.named = {k: v for k, v in (named or {}).items() if k not in self.thresholds}
         self.missing: dict[str, list[str]] = {}  # key -> keys the results do have (for the message)
         self._seen: set[str] = set()
         self._counted: dict[str, int] = {}  # trial -> results since its first finished episode
@@ -50,7 +54,9 @@ class StopGuard(Stopper):
         if episodes is None or episodes > 0:
             self._counted[trial_id] = self._counted.get(trial_id, 0) + 1
         if self._counted.get(trial_id, 0) >= self.grace:
-            absent = [k for k in self.thresholds if not matching(self._seen, k)]
+            evaluated = any(s.startswith("evaluation/") for s in self._seen)  # evaluation keys wait for one
+            absent = [k for k in [*self.thresholds, *self.named] if not matching(self._seen, k)
+                      and (evaluated or not k.startswith("evaluation/"))]
             if absent:
                 for key in absent:
                     self.missing[key] = sorted(self._seen)
@@ -64,13 +70,16 @@ class StopGuard(Stopper):
         if not self.missing:
             return
         key, seen = next(iter(self.missing.items()))
+        what = f"{self.named[key]}={key}" if key in self.named else f"stop key `{key}`"
         raise RlgraftError(
-            f"stop key `{key}` never appeared in the training results "
+            f"{what} never appeared in the training results "
             f"(checked for {self.grace} iterations after the first finished episode){did_you_mean(key, seen)}",
             found="result keys look like: " + ", ".join(k for k in seen if "lifetime" in k or
                                                          k.endswith("return_mean"))[:400],
-            fix="use a key from the results, nested with dots, e.g. "
-            "stop.num_env_steps_sampled_lifetime=8000 or +stop.env_runners.episode_return_mean=-300",
+            fix=(f"set {self.named[key]} to a key from the results, e.g. "
+                 f"{self.named[key]}=env_runners/episode_return_mean" if key in self.named
+                 else "use a key from the results, nested with dots, e.g. "
+                 "stop.num_env_steps_sampled_lifetime=8000 or +stop.env_runners.episode_return_mean=-300"),
         )
 
 
@@ -147,6 +156,7 @@ class TuneRun:
     experiment_state_s: float = 2.0
     scheduler: str = "fifo"
     grace_period: int = 2
+    named_keys: dict[str, str] = field(default_factory=dict)  # metric, score attribute -> their option
 
     @classmethod
     def of(cls, c: Config, name: str, param_space: Any, trainable: Any, storage_path: str, stop: dict[str, float],
@@ -158,7 +168,8 @@ class TuneRun:
                    checkpoint_frequency=c.checkpointing.frequency, checkpoint_at_end=c.checkpointing.at_end,
                    num_to_keep=c.checkpointing.num_to_keep, score_attribute=c.checkpointing.score_attribute,
                    max_failures=c.tune.max_failures, experiment_state_s=c.checkpointing.experiment_state_s,
-                   scheduler=c.tune.scheduler.value, grace_period=c.tune.grace_period)
+                   scheduler=c.tune.scheduler.value, grace_period=c.tune.grace_period,
+                   named_keys=named_result_keys(c.metric, c.checkpointing.score_attribute))
 
 
 def _scheduler(run: TuneRun) -> Any:
@@ -178,7 +189,7 @@ def fit(run: TuneRun, *, printer: Any = print, restore: bool = False,
         from ray.tune.execution import class_cache
 
         class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
-    guard = StopGuard(run.stop)
+    guard = StopGuard(run.stop, named=run.named_keys)
     run_config = tune.RunConfig(
         name=run.name,
         storage_path=run.storage_path,
