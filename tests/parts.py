@@ -32,3 +32,9 @@ class CountEpisodes(RLlibCallback):
 
 class PPOModuleCopy(DefaultPPOTorchRLModule):
     """Another module class with PPO's parameters: same names and shapes, so only the class tells them apart."""
+
+
+# gymnasium's `module:Id` form: importing this module registers the id (env.id=tests.parts:RlgraftPendulum-v0).
+if "RlgraftPendulum-v0" not in gym.registry:
+    gym.register("RlgraftPendulum-v0", entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
+                 max_episode_steps=200)

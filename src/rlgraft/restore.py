@@ -311,7 +311,9 @@ def build_module(spec: Any) -> Any:
 
 
 def param_shapes(module: Any) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    """Parameter names and shapes; a module that is not a torch module (a heuristic RLModule) has none."""
+    state = module.state_dict() if hasattr(module, "state_dict") else module.get_state()
+    return {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
 
 
 def plan(cfg: Any, config: Any) -> RestorePlan:

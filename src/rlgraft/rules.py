@@ -265,7 +265,7 @@ def check_model_config(model_config: Any, where: str) -> None:
         return
     for key, value in model_config.items():
         typed = f"{where}.{key}"
-        if value is None:
+        if value is None or (isinstance(value, dict) and "_target_" in value):  # an object: `objects` checks it
             continue
         if key in MODEL_SIZES and (not isinstance(value, list) or not all(COUNT.holds(v) for v in value)):
             raise RlgraftError(f"`{typed}={value!r}` is out of range: it must be a list of layer sizes, each "
