@@ -153,8 +153,10 @@ def test_graft_between_agents_with_the_same_spaces(kinds, tmp_path):
 
 
 def test_graft_from_a_class_env_and_pettingzoo(kinds, tmp_path):
+    # multi_cartpole keeps RLlib's default tanh; the default preset's relu would compute something else
     s = train(tmp_path, "env.id=CartPole-v1", f"+resume={kinds['class']['checkpoint']}",
-              "restore.modules={default_policy: p2}", name="cartpole")
+              "restore.modules={default_policy: p2}", "algo.rl_module.model_config.fcnet_activation=tanh",
+              name="cartpole")
     assert s["restore"]["reports"][0]["verified"]
     s = train(tmp_path, "experiment=pettingzoo_spread", f"+resume={kinds['pettingzoo']['checkpoint']}",
               name="spread")  # full restore: same modules
@@ -174,10 +176,13 @@ def test_plain_rllib_checkpoints_restore_and_graft(ray_runtime, tmp_path):
         ck = algorithm.save_to_path(str(tmp_path / "plain"))
     finally:
         algorithm.stop()
-    full = train(tmp_path, f"+resume={ck}", "stop.num_env_steps_sampled_lifetime=512", name="full")
+    with pytest.raises(RlgraftError, match='fcnet_activation is "tanh" in the checkpoint, "relu" in this run'):
+        train(tmp_path, f"+resume={ck}", name="refused")  # RLlib's default activation is not the preset's
+    tanh = "algo.rl_module.model_config.fcnet_activation=tanh"
+    full = train(tmp_path, f"+resume={ck}", "stop.num_env_steps_sampled_lifetime=512", tanh, name="full")
     assert full["restore"]["full"] and full["restore"]["reports"][0]["verified"] and full["env_steps"] == 512
     graft = train(tmp_path, "experiment=multi_pendulum", f"+resume={ck}", "restore.modules={p1: default_policy}",
-                  name="graft")
+                  tanh, name="graft")
     assert graft["restore"]["reports"][0]["modules"][0]["learner_matches_source"]
 
 

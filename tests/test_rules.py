@@ -75,6 +75,9 @@ BAD = [
      "{_target_: collections.OrderedDict}]", "env_to_module_connector[1]"),
     ("+algo.callbacks.on_train_result={_target_: tests.parts.CountEpisodes, _recursive_: false}", "_recursive_"),
     ("restore.accept=[model_config.fcnet_activation]", "+resume=PATH"),
+    ("+algo.training.model={fcnet_hiddens: [7]}", "old API stack"),
+    ("+stop.env_runners.module_episode_returns_mean.p9=1", "names module 'p9', which this run does not have"),
+    ("metric=env_runners/agent_episode_returns_mean/7", "names agent '7'"),
     *[(f"{key}={bad}", key) for key, bad in [
         ("algo.training.lr", -1), ("algo.training.lr", -1e-9), ("algo.training.gamma", 1.5),
         ("algo.training.lambda_", -0.1),

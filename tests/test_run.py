@@ -125,7 +125,7 @@ def test_connects_to_an_existing_cluster(ray_head, tmp_path):
     s = summary_of(tmp_path)
     assert s["status"] == "ok" and s["env_steps"] == 256
     assert s["config"]["ray"]["address"] == ray_head
-    assert "Ray runtime connected, cluster CPUs 2" in res.stdout
+    assert f"Ray runtime connected (ray.address={ray_head!r}), cluster CPUs 2" in res.stdout
 
 
 def test_unreachable_cluster_is_a_clear_error(tmp_path):

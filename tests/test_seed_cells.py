@@ -62,7 +62,8 @@ def test_cell5_restore_into_a_running_algorithm_continues(single_run, tiny_cfg, 
 
 
 def _plain_config(multi: bool):
-    """A PPO config written as in the seed, with tiny batches and the run's [16,16] network."""
+    """A PPO config written as in the seed, with tiny batches and the run's network ([16,16] relu: the
+    checkpoint's, so the restore computes what it computed; RLlib's default tanh would be refused)."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.examples.envs.classes.multi_agent import MultiAgentPendulum
 
@@ -73,7 +74,7 @@ def _plain_config(multi: bool):
     config = (config
               .env_runners(num_env_runners=0)
               .training(train_batch_size_per_learner=256, minibatch_size=128, num_epochs=1)
-              .rl_module(model_config={"fcnet_hiddens": [16, 16]}))
+              .rl_module(model_config={"fcnet_hiddens": [16, 16], "fcnet_activation": "relu"}))
     if multi:
         config.multi_agent(policies={"p0", "p1"}, policy_mapping_fn=PolicyMapping("p{agent_id}"))
     return config

@@ -347,12 +347,15 @@ def test_concurrent_sweep_jobs_share_one_local_store(tmp_path):
         assert steps == [256, 512] and r.info.status == "FINISHED"
 
 
-def kill_after_first_checkpoint(args: list[str], run_dir: Path, log: Path) -> None:
+def kill_after_first_checkpoint(args: list[str], run_dir: Path, log: Path, also: str | None = None) -> None:
+    """Kill -9 once the first checkpoint is saved (and, with `also`, a file matching that glob under the run
+    dir exists: the tracker's own run folder, which W&B creates seconds after the trial starts)."""
     with log.open("w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "experiments.run", *args], cwd=ROOT, stdout=fh,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 300
-        while time.time() < deadline and not list(run_dir.glob("tune/*/*/checkpoint_*")):
+        while time.time() < deadline and not (list(run_dir.glob("tune/*/*/checkpoint_*"))
+                                              and (also is None or list(run_dir.glob(also)))):
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.2)
         time.sleep(3)  # past one experiment-state snapshot (checkpointing.experiment_state_s=2)
@@ -422,7 +425,7 @@ def test_wandb_offline_holds_the_metrics_and_a_resumed_job_reuses_its_run_id(tmp
     sweep = tmp_path / "sweep"
     args = ["-m", *TINY_NO_STOP, "stop.num_env_steps_sampled_lifetime=3840", "checkpointing.frequency=1", "seed=0",
             "logger=wandb", "logger.wandb.mode=offline", f"hydra.sweep.dir={sweep}"]
-    kill_after_first_checkpoint(args, sweep / "0", tmp_path / "first.log")
+    kill_after_first_checkpoint(args, sweep / "0", tmp_path / "first.log", also="tune/*/*/wandb/offline-run-*")
     res = cli(*args)
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((sweep / "0" / "summary.json").read_text())

@@ -28,6 +28,8 @@ REFUSED = {
     ("debugging", "logger_creator"): "removed from RLlib 2.60; Tune writes the logs (CSV, JSON, TensorBoard): "
                                      "choose trackers with logger=mlflow, logger=wandb, logger=tensorboard",
     ("experimental", "_validate_config"): "rlgraft runs RLlib's validate() before Ray starts; it stays on",
+    ("training", "model"): "the old API stack's model dict, which RLlib's new stack ignores: set "
+                           "algo.rl_module.model_config (e.g. algo.rl_module.model_config.fcnet_hiddens=[64,64])",
 }
 # Whole sections refused, with the reason.
 REFUSED_SECTIONS = {"api_stack": "rlgraft runs RLlib's new API stack (RLModule, Learner, EnvRunner) only; "

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rlgraft import checkpoints
+from rlgraft import checkpoints, storage
 from rlgraft.errors import RlgraftError, did_you_mean
 
 # model_config keys that do not change what restored weights compute: initializers are overwritten by the
@@ -101,7 +101,7 @@ def pipeline(pieces: Iterable[Any]) -> str:
 def checkpoint_pipeline(checkpoint: str | Path) -> str | None:
     """The env-to-module pipeline saved with an algorithm checkpoint (its constructor arguments list every
     piece with its keywords); None where the checkpoint has none."""
-    path = Path(checkpoint) / checkpoints.CONNECTORS / "class_and_ctor_args.pkl"
+    path = storage.at(checkpoint) / checkpoints.CONNECTORS / "class_and_ctor_args.pkl"
     if not path.is_file():
         return None
     ctor = checkpoints.safe_load(path)
@@ -112,7 +112,7 @@ def checkpoint_pipeline(checkpoint: str | Path) -> str | None:
 
 def checkpoint_algorithm(checkpoint: str | Path) -> str | None:
     """The algorithm class of a checkpoint, from the EnvRunner's saved config (read safely)."""
-    path = Path(checkpoint) / "env_runner" / "class_and_ctor_args.pkl"
+    path = storage.at(checkpoint) / "env_runner" / "class_and_ctor_args.pkl"
     if not path.is_file():
         return None
     try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlgraft import storage
 from rlgraft.checkpoints import MODULES, digest, filter_digest
 
 
@@ -17,7 +18,7 @@ def restore_all(algorithm: Any, checkpoint: str) -> None:
 
 
 def restore_module(algorithm: Any, checkpoint: str, source: str, target: str) -> None:
-    algorithm.restore_from_path(str(Path(checkpoint) / MODULES / source), component=f"{MODULES}/{target}")
+    algorithm.restore_from_path(storage.join(checkpoint, MODULES, source), component=f"{MODULES}/{target}")
 
 
 def restore_component(algorithm: Any, source_path: str, component: str) -> None:

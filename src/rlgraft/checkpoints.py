@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rlgraft import storage
 from rlgraft.errors import RlgraftError
 
 ALGO_METADATA = "rllib_checkpoint.json"
@@ -65,7 +66,7 @@ class SafeUnpickler(pickle.Unpickler):
         return type(name, (Opaque,), {"qualname": f"{module}.{name}"})
 
 
-def safe_load(path: Path) -> Any:
+def safe_load(path: Any) -> Any:
     """Unpickle without importing or running anything but numpy, gymnasium spaces and builtins."""
     try:
         data = path.read_bytes()
@@ -82,7 +83,7 @@ def safe_load(path: Path) -> Any:
         ) from exc
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Any) -> dict[str, Any]:
     try:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError) as exc:
@@ -103,7 +104,7 @@ class ModuleInfo:
     num_params: int
 
     def weights(self) -> dict[str, np.ndarray]:
-        return load_module_state(Path(self.path))
+        return load_module_state(storage.at(self.path))
 
 
 @dataclass
@@ -121,19 +122,20 @@ class CheckpointInfo:
         return set(self.modules) != {"default_policy"}
 
 
-def is_algorithm_checkpoint(path: Path) -> bool:
+def is_algorithm_checkpoint(path: Any) -> bool:
     return (path / ALGO_METADATA).is_file()
 
 
-def load_module_state(module_dir: Path) -> dict[str, np.ndarray]:
-    state = safe_load(module_dir / "module_state.pkl")
+def load_module_state(module_dir: Any) -> dict[str, np.ndarray]:
+    state = safe_load(storage.at(module_dir) / "module_state.pkl")
     if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
         raise RlgraftError(f"`{module_dir}/module_state.pkl` does not hold a dict of arrays",
                            fix="use an RLlib >= 2.40 checkpoint of a torch RLModule")
     return {str(k): v for k, v in state.items()}
 
 
-def read_module(module_dir: Path) -> ModuleInfo:
+def read_module(module_dir: Any) -> ModuleInfo:
+    module_dir = storage.at(module_dir)
     for name in ("module_state.pkl", "class_and_ctor_args.pkl"):
         if not (module_dir / name).is_file():
             raise RlgraftError(f"module folder `{module_dir}` has no {name}",
@@ -159,7 +161,7 @@ def read_module(module_dir: Path) -> ModuleInfo:
     )
 
 
-def counters_of(path: Path) -> tuple[dict[str, float], int | None]:
+def counters_of(path: Any) -> tuple[dict[str, float], int | None]:
     """Lifetime counters and iteration stored in algorithm_state.pkl, keyed as in Tune results."""
     state = safe_load(path / "algorithm_state.pkl")
     if not isinstance(state, dict):
@@ -180,7 +182,9 @@ def counters_of(path: Path) -> tuple[dict[str, float], int | None]:
 
 def read(path: str | Path) -> CheckpointInfo:
     """Everything a driver needs to know about an algorithm checkpoint, without running its code."""
-    root = Path(path)
+    root = storage.at(path)
+    if storage.is_uri(path):
+        root.list_tree()  # one listing answers every question below
     if not is_algorithm_checkpoint(root):
         raise RlgraftError(f"`{root}` is not an RLlib algorithm checkpoint (no {ALGO_METADATA})",
                            fix="point at a folder written by save_to_path() or a Tune checkpoint_*")
@@ -207,7 +211,7 @@ def read(path: str | Path) -> CheckpointInfo:
     )
 
 
-def check_state_files(root: Path) -> int:
+def check_state_files(root: Any) -> int:
     """Every pickle a full restore reads unpickles (safely): a truncated `learner_group/learner/state.pkl`
     is refused in the driver, not 14 s later inside the trial. Returns how many files were read."""
     import pickletools
@@ -229,7 +233,7 @@ def check_state_files(root: Path) -> int:
 def connector_states(root: str | Path) -> dict[str, dict[Any, Any]]:
     """Stateful env-to-module connector pieces of a checkpoint: piece class name -> {agent id: state}
     (agent id None in a single-agent run). RLlib's MeanStdFilter keeps its running statistics here."""
-    base = Path(root) / CONNECTORS
+    base = storage.at(root) / CONNECTORS
     out: dict[str, dict[Any, Any]] = {}
     if base.is_dir():
         for piece in sorted(p for p in base.iterdir() if p.is_dir()):
@@ -291,7 +295,7 @@ def digest(state: dict[str, Any], keys: list[str] | None = None) -> str:
 
 def run_params(checkpoint: str | Path) -> dict[str, Any]:
     """The trial's config as Tune saved it in params.json beside the checkpoint ({} if absent)."""
-    params = Path(checkpoint).parent / "params.json"
+    params = storage.at(checkpoint).parent / "params.json"
     if params.is_file():
         try:
             return dict(json.loads(params.read_text()))

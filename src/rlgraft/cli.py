@@ -48,7 +48,7 @@ def run_app(cfg: DictConfig) -> float | None:
         summary = rlgraft.run(cfg, output_dir=hc.runtime.output_dir, overrides=list(hc.overrides.task),
                               skip_finished=sweep, program=program)
     except Exception as err:
-        message = err.paragraph() if isinstance(err, RlgraftError) else f"{type(err).__name__}: {err}"
+        message = err.paragraph() if isinstance(err, RlgraftError) else unexpected(err)
         print(f"rlgraft: error: {message}", file=sys.stderr)
         if not sweep:
             runtime.exit_now(getattr(err, "exit_code", 1))
@@ -56,6 +56,19 @@ def run_app(cfg: DictConfig) -> float | None:
         return None
     value = summary["metrics"].get(summary["metric"])
     return float(value) if isinstance(value, int | float) else None
+
+
+def unexpected(err: BaseException) -> str:
+    """An error rlgraft has no paragraph for: its type, message and where it was raised (the innermost
+    frame, and the innermost one in rlgraft), so a report can name the line."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    where = [f"{f.filename}:{f.lineno} in {f.name}" for f in frames[-1:]]
+    ours = [f for f in frames if "/rlgraft/" in f.filename]
+    if ours and ours[-1] is not frames[-1]:
+        where.append(f"from {ours[-1].filename}:{ours[-1].lineno} in {ours[-1].name}")
+    return f"{type(err).__name__}: {err} (raised at {', '.join(where)}; please report it with the command)"
 
 
 def start_ray_early(cfg: DictConfig, output_dir: str, sweep: bool) -> None:
@@ -195,10 +208,26 @@ def check_tracker_fields(overrides: list[str], config_dir: str | None) -> None:
             return
 
 
+def config_dir_flag(argv: list[str]) -> str:
+    """` -cd /abs/conf` when the user gave their own config folder, so the printed resume command finds
+    their presets from any folder; "" otherwise."""
+    import shlex
+
+    for i, arg in enumerate(argv):
+        value = None
+        if arg in ("-cd", "--config-dir") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--config-dir="):
+            value = arg.split("=", 1)[1]
+        if value:
+            return f" -cd {shlex.quote(os.path.abspath(value))}"
+    return ""
+
+
 def launch(command: str, argv: list[str], prog: str) -> Any:
     """Run one command as `prog` (`rlgraft run`, or `python -m experiments.run` in a checkout)."""
     global program
-    program = prog
+    program = prog + config_dir_flag(argv)
     timing.mark("imports done")
     if command in HYDRA_APPS:
         check_overrides(argv)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from rlgraft import rules, schema
+from rlgraft import rules, schema, storage
 from rlgraft.schema import Config
 
 CONF_PACKAGE = "rlgraft.conf"
@@ -49,6 +49,8 @@ def prepare(cfg: DictConfig | Config, output_dir: str | None = None) -> Config:
     if not c.output_dir:
         c.output_dir = str((Path.cwd() / "outputs" / "api" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve())
     c.launch_dir = c.launch_dir or os.getcwd()
+    if c.storage and not storage.is_uri(c.storage):
+        c.storage = str((Path(c.launch_dir) / c.storage.removeprefix("file://")).resolve())
     rules.check(c)
     return c
 
@@ -56,3 +58,20 @@ def prepare(cfg: DictConfig | Config, output_dir: str | None = None) -> Config:
 def out_dir(c: Config) -> Path:
     assert c.output_dir, "prepare() fills output_dir"
     return Path(c.output_dir)
+
+
+def run_storage(c: Config) -> str:
+    """Tune's storage for this run or sweep job: `tune/` in its output dir, or below `storage` the output
+    dir's path relative to where it was started (`outputs/DATE/TIME`, `multirun/DATE/TIME/N`), so every job
+    has its own and the same command again finds it."""
+    if not c.storage:
+        return str(out_dir(c) / "tune")
+    out, launch = out_dir(c), Path(c.launch_dir or os.getcwd())
+    rel = out.relative_to(launch).as_posix() if out.is_relative_to(launch) else "/".join(out.parts[-3:])
+    return storage.join(c.storage, rel)
+
+
+def reports_dir(c: Config) -> str:
+    """Where trials write rlgraft's restore reports and transfer events: the output dir, or with `storage` the
+    run's storage (a trial on another node cannot write to the driver's disk)."""
+    return storage.join(run_storage(c), "rlgraft") if c.storage else str(out_dir(c))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlgraft import storage
 from rlgraft.checkpoints import counters_of, is_algorithm_checkpoint, read_json
 from rlgraft.errors import RlgraftError
 
@@ -20,7 +21,7 @@ class Candidate:
     mtime: float = 0.0
 
 
-def _results_by_iteration(trial_dir: Path, metric: str) -> dict[int, float]:
+def _results_by_iteration(trial_dir: Any, metric: str) -> dict[int, float]:
     out: dict[int, float] = {}
     result_file = trial_dir / "result.json"
     if not result_file.is_file():
@@ -38,19 +39,19 @@ def _results_by_iteration(trial_dir: Path, metric: str) -> dict[int, float]:
     return out
 
 
-def candidates(root: Path, metric: str, max_depth: int = 6) -> list[Candidate]:
+def candidates(root: Any, metric: str, max_depth: int = 6) -> list[Candidate]:
     """Every algorithm checkpoint under `root` (or `root` itself), with its iteration and metric."""
-    found: list[Path] = []
+    found: list[Any] = []
     if is_algorithm_checkpoint(root):
         found = [root]
     else:
         summary = root / "summary.json"
         if summary.is_file():
             data = read_json(summary)  # an rlgraft run or multirun job: every checkpoint of its trials
-            trial_dirs = [Path(t["path"]) for t in data.get("trials", []) if t.get("path")]
+            trial_dirs = [storage.at(t["path"]) for t in data.get("trials", []) if t.get("path")]
             found = [ck for d in trial_dirs for ck in _walk(d, 1)]
-            if not found and data.get("checkpoint") and is_algorithm_checkpoint(Path(data["checkpoint"])):
-                found = [Path(data["checkpoint"])]
+            if not found and data.get("checkpoint") and is_algorithm_checkpoint(storage.at(data["checkpoint"])):
+                found = [storage.at(data["checkpoint"])]
         if not found:
             found = _walk(root, max_depth)
     out = []
@@ -65,13 +66,13 @@ def candidates(root: Path, metric: str, max_depth: int = 6) -> list[Candidate]:
     return out
 
 
-def _walk(root: Path, depth: int) -> list[Path]:
+def _walk(root: Any, depth: int) -> list[Any]:
     if depth < 0 or not root.is_dir():
         return []
     if is_algorithm_checkpoint(root):
         return [root]
-    out: list[Path] = []
-    for child in sorted(root.iterdir()):
+    out: list[Any] = []
+    for child in sorted(root.iterdir(), key=str):
         if child.is_dir() and not child.name.startswith("."):
             out += _walk(child, depth - 1)
     return out
@@ -79,9 +80,17 @@ def _walk(root: Path, depth: int) -> list[Path]:
 
 def resolve(path: str, *, base: str, pick: str = "latest", metric: str = "", mode: str = "max") -> tuple[str, str]:
     """PATH in any accepted form -> (absolute checkpoint dir, how it was chosen)."""
-    p = Path(path).expanduser()
-    p = (Path(base) / p) if not p.is_absolute() else p
-    p = p.resolve()
+    if storage.is_uri(path):
+        storage.check_reachable(path)
+        p: Any = storage.at(path).list_tree()  # one listing of the prefix answers the walk below
+    else:
+        p = Path(path).expanduser()
+        p = (Path(base) / p) if not p.is_absolute() else p
+        p = p.resolve()
+    if not p.exists() and storage.is_uri(path):
+        raise RlgraftError(f"nothing is stored under `{p}`: no object has this prefix",
+                           fix="check the URI against the bucket's listing (e.g. `aws s3 ls` with the same "
+                               "AWS_ENDPOINT_URL); a run prints the URI of its checkpoint and its resume command")
     if not p.exists():
         raise RlgraftError(f"checkpoint path `{p}` does not exist",
                            found=f"it was given as {path!r} and resolved against {base}",

@@ -13,11 +13,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rlgraft import algo, checkpointable, envs, report, runtime, search, stopping, timing, transfer
-from rlgraft.configs import out_dir, prepare
+from rlgraft import algo, checkpointable, envs, recovery, report, runtime, search, stopping, timing, transfer
+from rlgraft.configs import out_dir, prepare, reports_dir, run_storage
 from rlgraft.errors import RlgraftError
 from rlgraft.restore import RestorePlan, describe, plan
 from rlgraft.schema import Config
+from rlgraft.storage import check_reachable as check_storage
+from rlgraft.storage import is_uri as storage_uri
 
 
 def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: list[str] | None = None,
@@ -37,13 +39,27 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
 
     # 1. Check everything that can be checked without Ray.
     c = prepare(cfg, output_dir)
+    if joined := runtime.environment_address(c.ray):
+        printer(f"rlgraft: joining the Ray cluster at RAY_ADDRESS={joined} (from the environment; unset "
+                "RAY_ADDRESS for a local runtime of this run's own)")
     if skip_finished and (previous := finished(c)):
         printer(f"rlgraft: {out_dir(c)} already finished; skipping (delete summary.json to re-run)")
         return previous
+    if c.storage and storage_uri(c.storage):
+        check_storage(c.storage)  # an endpoint that does not answer, a missing bucket: seconds, not minutes
     config = algo.build(c)  # checks every algo.* key
     stop = stopping.stop_thresholds(c.stop)
+    resolved = envs.resolve(c.env)
+    stopping.check_ids({**{k: f"stop key `{k}`" for k in stop},
+                        **{k: f"{o}={k}" for k, o in stopping.named_result_keys(
+                            c.metric, c.checkpointing.score_attribute).items()}},
+                       resolved.modules() if resolved.multi_agent else [envs.SINGLE_AGENT_MODULE],
+                       [a for a in resolved.agents if a is not None] or ["default_agent"])  # RLlib's single agent
 
-    # 2. Plan the restore: resolve PATH, check modules, spaces and shapes against this run.
+    # 2. Plan the restore: resolve PATH, check modules, spaces and shapes against this run. A Tune experiment
+    # whose own state a crash cut short goes on from its trial's last checkpoint (`recovery`).
+    storage, name = run_storage(c), experiment_name(c, resolved)
+    c, name = recovery.plan(c, storage, name, printer)
     restore_plan: RestorePlan | None = plan(c, config) if c.resume else None
     schedule = transfer.schedule(c, list(envs.resolve(c.env).modules()), *(
         (restore_plan.counters.get("num_env_steps_sampled_lifetime", 0.0),
@@ -74,7 +90,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     algo.add_callbacks(config, on_checkpoint_loaded=checkpointable.SyncAfterLoad())
     if restore_plan:
         algo.add_callbacks(config, on_algorithm_init=restore_plan.callback)
-    for event, event_hooks in transfer.hooks(schedule, c.output_dir).items():  # after the restore's
+    for event, event_hooks in transfer.hooks(schedule, reports_dir(c)).items():  # after the restore's
         for hook in event_hooks:
             algo.add_callbacks(config, **{event: hook})
     if timing.enabled():  # bench/startup.py: phase timestamps from inside the trial
@@ -87,7 +103,6 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
             f"stop {stop}; Ray runtime {how}, cluster CPUs {cluster.get('CPU', 0):g}")
 
     # 6. Train with Tune (or resume the unfinished Tune experiment already in the output dir).
-    storage, name = str(out_dir(c) / "tune"), experiment_name(c, env)
     resuming = tuning.can_restore(storage, name)
     if resuming:
         printer(f"rlgraft: resuming the Tune experiment already in {storage}/{name} "
@@ -99,7 +114,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     # 7. Report: summary.json (also to the trackers), the restore report, the checkpoint and the command to resume.
     summary = report.summarize(c, outcomes, restore_plan, time.perf_counter() - start, f"{storage}/{name}")
     if schedule.active:
-        summary["transfer"] = {**schedule.summary(), "events": transfer.events(c.output_dir)}
+        summary["transfer"] = {**schedule.summary(), "events": transfer.events(reports_dir(c))}
     summary["resume_command"] = resume_command(c, summary, overrides, program)
     report.write_summary(str(out_dir(c)), summary)
     for line in tracking.finish(summary):

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
+from rlgraft import storage
+from rlgraft.configs import reports_dir
+
 if TYPE_CHECKING:
     from rlgraft.restore import RestorePlan
     from rlgraft.schema import Config
@@ -75,7 +78,8 @@ def summarize(c: Config, outcomes: list[TrialOutcome], restore_plan: RestorePlan
 
     ok = [o for o in outcomes if o.status != "ERROR"] or outcomes
     best = max(ok, key=score) if ok else None
-    reports = sorted((Path(str(c.output_dir)) / "restore").glob("restore-*.json"))
+    folder = storage.at(storage.join(reports_dir(c), "restore"))
+    reports = sorted(folder.glob("restore-*.json"), key=str) if folder.is_dir() else []
     return {
         "status": "ok" if best is not None and best.status != "ERROR" else "error",
         "checkpoint": best.checkpoint if best else None,

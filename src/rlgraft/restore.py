@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlgraft import architecture, checkpointable, checkpoints, discovery, envs
+from rlgraft import architecture, checkpointable, checkpoints, discovery, envs, storage
 from rlgraft.checkpoints import CheckpointInfo, ModuleInfo
+from rlgraft.configs import reports_dir
 from rlgraft.errors import RlgraftError
 
 log = logging.getLogger("rlgraft.restore")
@@ -80,7 +81,8 @@ class RestoreCallback:
         else:
             for t in self.transfers:
                 if t.partial:
-                    weights = checkpoints.load_module_state(Path(self.checkpoint) / checkpoints.MODULES / t.source)
+                    weights = checkpoints.load_module_state(storage.join(self.checkpoint, checkpoints.MODULES,
+                                                                         t.source))
                     checkpointable.set_learner_weights(algorithm, t.target, {n: weights[n] for n, _ in t.params})
                 else:
                     checkpointable.restore_module(algorithm, self.checkpoint, t.source, t.target)
@@ -100,8 +102,8 @@ class RestoreCallback:
                                 "target_agent": str(f.target_agent), "digest": f.digest} for f in self.filters])
         for line in describe(report):
             log.warning(line)
-        if self.report_dir:
-            out = Path(self.report_dir)
+        if self.report_dir:  # the run's own folder, or its storage (a trial on another node writes there)
+            out = storage.at(self.report_dir)
             out.mkdir(parents=True, exist_ok=True)
             (out / f"restore-{os.getpid()}-{time.time_ns()}.json").write_text(json.dumps(report, indent=2))
 
@@ -346,10 +348,10 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
                                   accept=list(cfg.restore.accept or []),
                                   components=dict(cfg.restore.components or {}))
     if full:
-        checkpoints.check_state_files(Path(ck))
+        checkpoints.check_state_files(storage.at(ck))
     components = []
     for target_component, source in (cfg.restore.components or {}).items():
-        src = Path(source) if Path(source).is_absolute() else Path(ck) / source
+        src = storage.at(source) if storage.is_uri(source) or Path(source).is_absolute() else storage.at(ck) / source
         if not src.exists():
             raise RlgraftError(f"restore.components source `{src}` does not exist",
                                found=f"components in the checkpoint: {', '.join(info.components)}",
@@ -362,7 +364,7 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
     callback = RestoreCallback(
         checkpoint=ck, transfers=transfers, components=tuple(components), full=full,
         verify=cfg.restore.verify,
-        report_dir=str(Path(cfg.output_dir) / "restore") if cfg.output_dir else None,
+        report_dir=storage.join(reports_dir(cfg), "restore") if cfg.output_dir else None,
         filters=filters, optimizer=optimizer,
         trainable=tuple(trainable) if isinstance(trainable, list | tuple | set) else None,
     )
@@ -450,7 +452,8 @@ def component_modules(info: CheckpointInfo, components: dict[str, str],
         if not target.startswith(checkpoints.MODULES + "/"):
             continue
         module_id = target.removeprefix(checkpoints.MODULES + "/")
-        src = Path(source) if Path(source).is_absolute() else Path(info.path) / source
+        src = (storage.at(source) if storage.is_uri(source) or Path(source).is_absolute()
+               else storage.at(info.path) / source)
         if module_id in targets and (src / "module_state.pkl").is_file():
             out.append((module_id, checkpoints.read_module(src)))
     return out
@@ -550,7 +553,7 @@ def _source_agents(ck: str, info: CheckpointInfo, states: dict[str, dict[Any, An
     agents = sorted({a for s in states.values() for a in s}, key=str)
     if not info.multi_agent:
         return [(None, envs.SINGLE_AGENT_MODULE)]
-    mapping_value = _recorded_mapping(Path(ck))
+    mapping_value = _recorded_mapping(storage.at(ck))
     if mapping_value is None:
         return []
     from rlgraft.schema import EnvConfig
@@ -559,7 +562,7 @@ def _source_agents(ck: str, info: CheckpointInfo, states: dict[str, dict[Any, An
     return [(a, mapping(a)) for a in agents]
 
 
-def _recorded_mapping(ck: Path) -> Any:
+def _recorded_mapping(ck: Any) -> Any:
     for parent in list(ck.parents)[:6]:
         summary = parent / "summary.json"
         if summary.is_file():

@@ -28,12 +28,29 @@ _started_here: list[bool] = []
 _early: list[tuple[threading.Event, list[BaseException]]] = []
 
 
+def address_of(ray_cfg: RayConfig) -> str | None:
+    """The cluster to join: `ray.address` (ray=cluster), else the RAY_ADDRESS variable; None: a local runtime.
+
+    ray.init() without an address joins whatever cluster `ray start` last left on this machine (its
+    address file outlives it): a local run passes address="local", which always starts its own runtime."""
+    return ray_cfg.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def environment_address(ray_cfg: RayConfig) -> str | None:
+    """RAY_ADDRESS when it, not the config, makes this run join a cluster (the run says so in its first
+    line); the rlgraft launcher's own jobs set it to the launcher's runtime and are not told."""
+    if ray_cfg.address or os.environ.get("RLGRAFT_CONCURRENT_JOBS"):
+        return None
+    return os.environ.get("RAY_ADDRESS") or None
+
+
 def _init_kwargs(ray_cfg: RayConfig) -> dict[str, Any]:
     """ray.init's arguments; for a runtime started here, its workers are set to warm up as they start."""
-    if not (ray_cfg.address or os.environ.get("RAY_ADDRESS")) and ray_cfg.warm_imports:
+    address = address_of(ray_cfg)
+    if not address and ray_cfg.warm_imports:
         warm_workers(list(ray_cfg.warm_imports))
-    return dict(include_dashboard=ray_cfg.include_dashboard, logging_level=ray_cfg.logging_level,
-                log_to_driver=ray_cfg.log_to_driver)
+    return dict(address=address or "local", include_dashboard=ray_cfg.include_dashboard,
+                logging_level=ray_cfg.logging_level, log_to_driver=ray_cfg.log_to_driver)
 
 
 def warm_workers(modules: list[str]) -> None:
@@ -77,7 +94,7 @@ def start_early(ray_cfg: RayConfig) -> bool:
     The thread stays alive after `ray.init` returns: Ray starts its GCS and raylet with
     PR_SET_PDEATHSIG, which fires when the *thread* that started them ends, not the process.
     """
-    if ray_cfg.address or os.environ.get("RAY_ADDRESS") or _early:
+    if address_of(ray_cfg) or _early:
         return False
     quiet()
     import ray
@@ -137,6 +154,9 @@ def exit_now(code: int) -> NoReturn:
     """
     sys.stdout.flush()
     sys.stderr.flush()
+    # A background start interrupted by the exit (a refusal right after Ray began starting) can raise in its
+    # thread while it forks; that is not the user's error, and the one paragraph stays the only output.
+    sys.unraisablehook = lambda unraisable: None
     pids = _ray_processes() if (_started_here or _early) else []
     if not pids or os.environ.get("RLGRAFT_CLEAN_SHUTDOWN") == "1":
         wait_early()
@@ -192,22 +212,23 @@ def connect(ray_cfg: RayConfig) -> tuple[dict[str, float], str]:
         how = "started"  # in the background, by start_early
         _started_here.append(True)
     if not ray.is_initialized():
-        how = "connected" if ray_cfg.address else "started"
+        address = address_of(ray_cfg)
+        named = f"ray.address={address!r}" if ray_cfg.address else f"RAY_ADDRESS={address!r}"
+        how = "started" if not address else f"connected ({named})"
         kwargs: dict[str, Any] = _init_kwargs(ray_cfg)
-        if ray_cfg.address:
-            kwargs["address"] = ray_cfg.address
+        if address:
             kwargs.pop("include_dashboard")
-            check_reachable(ray_cfg.address)
+            check_reachable(address, named)
             use_token_if_present()
         elif ray_cfg.num_cpus is not None:
             kwargs["num_cpus"] = ray_cfg.num_cpus
         try:
             ray.init(**kwargs)
-            if not ray_cfg.address:
+            if not address:
                 _started_here.append(True)
         except ConnectionError as exc:
             raise RlgraftError(
-                f"could not connect to the Ray cluster at ray.address={ray_cfg.address!r}",
+                f"could not connect to the Ray cluster at {named}",
                 found=str(exc).splitlines()[0] if str(exc) else None,
                 fix="start one with `ray start --head`, check the address, and when the cluster uses "
                     "token authentication make its token available (~/.ray/auth_token or "
@@ -217,8 +238,9 @@ def connect(ray_cfg: RayConfig) -> tuple[dict[str, float], str]:
     return {k: float(v) for k, v in ray.cluster_resources().items()}, how
 
 
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+def check_reachable(address: str, named: str | None = None, timeout_s: float = 5.0) -> None:
     """Fail in seconds: Ray itself retries an unreachable GCS address for minutes."""
+    named = named or f"ray.address={address!r}"
     target = address.removeprefix("ray://")
     if target == "auto" or ":" not in target:
         return
@@ -228,9 +250,10 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
             pass
     except (OSError, ValueError) as exc:
         raise RlgraftError(
-            f"no Ray cluster answers at ray.address={address!r} ({exc})",
+            f"no Ray cluster answers at {named} ({exc})",
             fix="start one there with `ray start --head --port=PORT`, fix the address, or drop "
-                "ray.address to run a local runtime",
+                + ("ray.address" if named.startswith("ray.") else "RAY_ADDRESS (unset it)")
+                + " to run a local runtime",
         ) from exc
 
 

@@ -207,6 +207,11 @@ class Config:
     name: str = "rlgraft"
     metric: str = "env_runners/episode_return_mean"
     mode: str = "max"
+    # Where Tune's storage goes (checkpoints, trial results): null, the run's output dir (`tune/` in it); or a
+    # URI of any filesystem pyarrow or fsspec opens (`s3://bucket/prefix`, `gs://...`), or an absolute folder
+    # every node sees. Each run or sweep job gets its own prefix below it (the output dir's last parts).
+    # Endpoints and credentials come from the standard places (AWS_ENDPOINT_URL, AWS_* variables, ~/.aws).
+    storage: str | None = None
     # Where the run writes; filled from Hydra's job output dir (absolute) when empty.
     output_dir: str | None = None
     # Where relative paths such as `resume` resolve; filled from the launch directory when empty.

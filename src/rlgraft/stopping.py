@@ -72,6 +72,23 @@ def named_result_keys(metric: str, score_attribute: str | None) -> dict[str, str
     return out
 
 
+def check_ids(keys: dict[str, str], modules: Collection[str], agents: Collection[object]) -> None:
+    """Per-module and per-agent result keys (`env_runners/module_episode_returns_mean/p0`) name a module or
+    agent of this run: a stop on `p9` would otherwise fail only after the first finished episodes. `keys`:
+    result key -> what names it (for the message)."""
+    for key, what in keys.items():
+        parts = key.removeprefix("evaluation/").split("/")
+        if len(parts) != 3 or parts[0] != "env_runners" or any(c in parts[2] for c in "*?["):
+            continue
+        kind = "module" if parts[1].startswith("module_") else "agent" if parts[1].startswith("agent_") else None
+        known = sorted(map(str, modules if kind == "module" else agents)) if kind else []
+        if kind and parts[2] not in known:
+            raise RlgraftError(f"{what} names {kind} {parts[2]!r}, which this run does not have"
+                               f"{did_you_mean(parts[2], set(known))}",
+                               found=f"this run's {kind}s: {', '.join(known)}",
+                               fix=f"use one of those: {'/'.join(parts[:2])}/{known[0] if known else 'ID'}")
+
+
 def matching(keys: Collection[str], key: str) -> list[str]:
     """The result keys a stop key names: itself, or every match of a `*` pattern."""
     if "*" not in key:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from rlgraft import storage
 from rlgraft.errors import RlgraftError
 
 COLUMNS = ["job", "overrides", "status", "metric", "value", "env_steps", "iterations", "wall_s", "checkpoint",
@@ -62,11 +64,10 @@ def curves(row: dict[str, Any], metric: str) -> list[tuple[np.ndarray, np.ndarra
     """(env steps, metric) per trial of a job, from Tune's progress.csv."""
     out = []
     for trial in row["_trials"]:
-        f = Path(trial) / "progress.csv"
+        f = storage.at(trial) / "progress.csv"  # the trial's folder, locally or in object storage
         if not f.is_file():
             continue
-        with f.open() as fh:
-            data = list(csv.DictReader(fh))
+        data = list(csv.DictReader(io.StringIO(f.read_text())))
         pts = [(float(r["num_env_steps_sampled_lifetime"]), float(r[metric])) for r in data
                if r.get(metric) not in (None, "", "nan") and r.get("num_env_steps_sampled_lifetime")]
         if pts:

@@ -12,10 +12,9 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from rlgraft import checkpointable, checkpoints
+from rlgraft import checkpointable, checkpoints, storage
 from rlgraft.errors import RlgraftError
 from rlgraft.schema import Config
 
@@ -91,7 +90,7 @@ def _record(algorithm: Any, modules: tuple[str, ...]) -> dict[str, str]:
 
 def _event(report_dir: str | None, **event: Any) -> None:
     if report_dir:
-        out = Path(report_dir)
+        out = storage.at(report_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{event['event']}-{os.getpid()}-{time.time_ns()}.json").write_text(json.dumps(event))
 
@@ -169,7 +168,7 @@ def hooks(plan: Schedule, output_dir: str | None) -> dict[str, list[Any]]:
     """RLlib callback events -> rlgraft's hooks for this schedule (appended after the restore's)."""
     if not plan.active:
         return {}
-    report_dir = str(Path(output_dir) / "transfer") if output_dir else None
+    report_dir = storage.join(output_dir, "transfer") if output_dir else None
     frozen = Frozen(plan, report_dir)
     out: dict[str, list[Any]] = {"on_algorithm_init": [frozen.start], "on_checkpoint_loaded": [frozen.start],
                                  "on_train_result": [frozen]}
@@ -182,5 +181,6 @@ def events(output_dir: str | None) -> list[dict[str, Any]]:
     """Thaw and snapshot events of a run, in order (for summary.json)."""
     if not output_dir:
         return []
-    rows = [json.loads(p.read_text()) for p in (Path(output_dir) / "transfer").glob("*.json")]
+    folder = storage.at(storage.join(output_dir, "transfer"))
+    rows = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
     return sorted(rows, key=lambda r: (r.get("iteration", 0), r.get("event", "")))

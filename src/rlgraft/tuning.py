@@ -13,7 +13,7 @@ from ray import tune
 from ray.tune.stopper import Stopper
 from ray.tune.utils import flatten_dict
 
-from rlgraft import runtime, timing
+from rlgraft import runtime, storage, timing
 from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.schema import Config
 from rlgraft.stopping import matching, named_result_keys, reached
@@ -204,7 +204,7 @@ def fit(run: TuneRun, *, printer: Any = print, restore: bool = False,
         ),
         failure_config=tune.FailureConfig(max_failures=run.max_failures),
     )
-    experiment = str(Path(run.storage_path) / run.name)
+    experiment = storage.join(run.storage_path, run.name)
     if restore and tune.Tuner.can_restore(experiment):
         tuner = tune.Tuner.restore(experiment, trainable=run.trainable, resume_errored=True,
                                    param_space=run.param_space)
@@ -228,8 +228,9 @@ def fit(run: TuneRun, *, printer: Any = print, restore: bool = False,
                                delimiter="/")
         outcomes.append(TrialOutcome(
             trial_id=str(metrics.get("trial_id", Path(result.path).name)),
-            path=str(result.path),
-            checkpoint=result.checkpoint.path if result.checkpoint else None,
+            path=storage.uri_of(result.filesystem, result.path),  # Tune gives object-store paths without a scheme
+            checkpoint=storage.uri_of(result.checkpoint.filesystem, result.checkpoint.path) if result.checkpoint
+            else None,
             metrics=metrics,
             status="ERROR" if result.error else "TERMINATED",
             error=str(result.error).strip().splitlines()[-1][:500] if result.error else None,
@@ -239,7 +240,7 @@ def fit(run: TuneRun, *, printer: Any = print, restore: bool = False,
 
 
 def can_restore(storage_path: str, name: str) -> bool:
-    return bool(tune.Tuner.can_restore(str(Path(storage_path) / name)))
+    return bool(tune.Tuner.can_restore(storage.join(storage_path, name)))
 
 
 def _plain(v: Any) -> bool:
