@@ -94,3 +94,18 @@ def multi_run(ray_runtime, _composed, tmp_path_factory):
     out = tmp_path_factory.mktemp("multi_run")
     cfg = copy.deepcopy(_composed["multi"])
     return rlgraft.run(cfg, output_dir=str(out), printer=lambda *_: None)
+
+
+BUCKET = "rlgraft"
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """An S3 API on loopback (moto's server) with the bucket `rlgraft`, stopped after the session."""
+    from tests.storage_servers import S3Server
+
+    server = S3Server().start(tmp_path_factory.mktemp("moto") / "moto.log")
+    server.client().create_bucket(Bucket=BUCKET)
+    server.client().put_object(Bucket=BUCKET, Key="notes/readme.txt", Body=b"not a checkpoint")
+    yield server
+    server.stop()

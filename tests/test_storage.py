@@ -19,20 +19,10 @@ import pytest
 import rlgraft
 from rlgraft import storage
 from rlgraft.errors import RlgraftError
-from tests.conftest import ROOT, TINY
+from tests.conftest import BUCKET, ROOT, TINY
 from tests.storage_servers import S3Server, free_port
 
-BUCKET = "rlgraft"
 QUIET = {"printer": lambda *_: None}
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server().start(tmp_path_factory.mktemp("moto") / "moto.log")
-    server.client().create_bucket(Bucket=BUCKET)
-    server.client().put_object(Bucket=BUCKET, Key="notes/readme.txt", Body=b"not a checkpoint")
-    yield server
-    server.stop()
 
 
 def cli(server: S3Server, module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
