@@ -93,9 +93,12 @@ def test_an_endpoint_that_does_not_answer_fails_in_seconds(s3, tmp_path):
 def test_run_resume_graft_inspect_and_sweep_in_object_storage(s3, tmp_path):
     store = f"storage=s3://{BUCKET}/runs"
     res = cli(s3, "run", *TINY, store, "checkpointing.frequency=1", "stop.num_env_steps_sampled_lifetime=512",
-              f"hydra.run.dir={tmp_path}/run")
+              "logger=mlflow", f"hydra.run.dir={tmp_path}/run")
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "rlgraft: MLflow run" in res.stdout  # the tracker found its run through the trial folder in S3
     run = summary_of(tmp_path / "run")
+    tracked = [k for k in s3.objects(BUCKET, key_of(run["trials"][0]["path"])) if k.endswith("rlgraft-tracking.json")]
+    assert tracked and not list(Path(ROOT).glob(f"{BUCKET}/**"))  # in the bucket, not in a stray local folder
     source = run["checkpoint"]
     assert source.startswith(f"s3://{BUCKET}/runs/") and run["experiment_path"].startswith("s3://")
     assert not (tmp_path / "run" / "tune").exists()  # Tune's storage is the bucket, not the output dir
@@ -120,6 +123,13 @@ def test_run_resume_graft_inspect_and_sweep_in_object_storage(s3, tmp_path):
 
     res = cli(s3, "inspect", source)
     assert res.returncode == 0 and "learner_group/learner/rl_module/default_policy" in res.stdout, res.stderr
+    res = cli(s3, "run", *TINY, store, f"+resume={source}", "restore.dry_run=true", f"hydra.run.dir={tmp_path}/dry")
+    assert res.returncode == 0 and "rlgraft: dry run: every check passed" in res.stdout, res.stderr[-2000:]
+    res = cli(s3, "evaluate", f"+checkpoint={source}", "episodes=2", f"hydra.run.dir={tmp_path}/eval")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((tmp_path / "eval" / "evaluation.json").read_text())["episodes"] == 2
+    res = cli(s3, "export", f"+checkpoint={source}", f"hydra.run.dir={tmp_path}/export")
+    assert res.returncode == 0 and "default_policy:" in res.stdout, res.stderr[-2000:]
 
     res = cli(s3, "run", "-m", *TINY, store, "seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep")
     assert res.returncode == 0, res.stderr[-3000:]

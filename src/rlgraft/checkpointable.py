@@ -6,7 +6,6 @@ A Ray upgrade that changes restore, `get_state` or weight syncing touches only t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rlgraft import storage
@@ -157,7 +156,7 @@ def connector_digests(algorithm: Any, piece: str) -> list[tuple[str, dict[str, s
     return _on_every_runner(algorithm, _ConnectorDigests(piece))
 
 
-def load_module(module_dir: str | Path) -> Any:
+def load_module(module_dir: Any) -> Any:
     """`RLModule.from_checkpoint`: unpickles the module class (trusted checkpoints only)."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 

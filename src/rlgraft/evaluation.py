@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from omegaconf import DictConfig
 
-from rlgraft import checkpoints, discovery, envs
+from rlgraft import checkpoints, discovery, envs, storage
 from rlgraft.errors import RlgraftError
 from rlgraft.policy import Policy, load_policy
 from rlgraft.schema import EnvConfig, EvaluateConfig, to_evaluate_config
@@ -33,7 +33,7 @@ def evaluate_checkpoint(cfg: DictConfig | EvaluateConfig, output_dir: str) -> di
 
 def env_of(checkpoint: str) -> EnvConfig:
     """The run's env config, from the summary.json saved with the run, or the env in params.json."""
-    for parent in Path(checkpoint).parents:
+    for parent in storage.at(checkpoint).parents:  # a checkpoint in object storage has params.json only
         summary = parent / "summary.json"
         if summary.is_file():
             env = json.loads(summary.read_text()).get("config", {}).get("env")

@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlgraft import checkpointable, checkpoints, discovery
+from rlgraft import checkpointable, checkpoints, discovery, storage
 from rlgraft.errors import RlgraftError
 
 
@@ -51,7 +51,7 @@ class Policy:
         return actions
 
 
-def module_dir(checkpoint: str, module_id: str | None) -> tuple[Path, checkpoints.ModuleInfo]:
+def module_dir(checkpoint: str, module_id: str | None) -> tuple[Any, checkpoints.ModuleInfo]:
     info = checkpoints.read(checkpoint)
     if module_id is None:
         if len(info.modules) > 1:
@@ -61,7 +61,7 @@ def module_dir(checkpoint: str, module_id: str | None) -> tuple[Path, checkpoint
     if module_id not in info.modules:
         raise RlgraftError(f"module {module_id!r} is not in the checkpoint",
                            found=f"modules: {', '.join(info.modules)}", fix="use one of those")
-    return Path(info.modules[module_id].path), info.modules[module_id]
+    return storage.at(info.modules[module_id].path), info.modules[module_id]
 
 
 def load_policy(path: str, module_id: str | None = None, *, explore: bool = False, base: str = ".") -> Policy:

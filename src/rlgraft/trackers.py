@@ -20,7 +20,18 @@ from ray.air.integrations.wandb import WandbLoggerCallback, _QueueItem, _WandbLo
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.utils import flatten_dict
 
-from rlgraft.tracking import METRIC_NAME, STEP, Context, Tracked, first_line, read_runs, run_name, write_run
+from rlgraft.tracking import (
+    METRIC_NAME,
+    STEP,
+    Context,
+    Tracked,
+    first_line,
+    local_dir,
+    read_runs,
+    run_name,
+    trial_dir,
+    write_run,
+)
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -114,34 +125,34 @@ class MlflowTracker(Tracked, MLflowLoggerCallback):
         elif what not in ledger.other:
             ledger.other.append(what)
         if trial.path:
-            entry = read_runs(trial.path).get("mlflow", {})
-            write_run(trial.path, "mlflow", {**entry, "lost": ledger.entry()})
+            entry = read_runs(trial_dir(trial)).get("mlflow", {})
+            write_run(trial_dir(trial), "mlflow", {**entry, "lost": ledger.entry()})
         return None
 
     def log_trial_start(self, trial: Trial) -> None:
         if trial.trial_id in self._trial_runs:
             return
         assert trial.path
-        previous = read_runs(trial.path).get("mlflow")
+        previous = read_runs(trial_dir(trial)).get("mlflow")
         if previous and previous.get("tracking_uri") == self.tracking_uri and previous.get("run_id"):
             run_id = previous["run_id"]  # a resumed trial (Tuner.restore after a crash): the same run
             self._trial_runs[trial.trial_id] = run_id
             resumes = int(previous.get("resumes", 0)) + 1
-            write_run(trial.path, "mlflow", {**previous, "resumes": resumes})
+            write_run(trial_dir(trial), "mlflow", {**previous, "resumes": resumes})
             self._send(trial, "resume", lambda: (self._client.update_run(run_id, status="RUNNING"),
                                                  self._client.set_tag(run_id, "rlgraft.resumes", str(resumes))))
             return
         from mlflow.entities import Param
 
         tags = {**self.context.tags, **(self.tags or {}), "trial_name": str(trial),
-                "rlgraft.trial_id": trial.trial_id, "rlgraft.trial_dir": trial.path}
+                "rlgraft.trial_id": trial.trial_id, "rlgraft.trial_dir": trial_dir(trial)}
         run = self._send(trial, "the run", lambda: self._client.create_run(
             self.mlflow_util.experiment_id, run_name=run_name(self.context, trial), tags=tags))
         if run is None:
             return
         run_id = run.info.run_id
         self._trial_runs[trial.trial_id] = run_id
-        write_run(trial.path, "mlflow", {"run_id": run_id, "tracking_uri": self.tracking_uri,
+        write_run(trial_dir(trial), "mlflow", {"run_id": run_id, "tracking_uri": self.tracking_uri,
                                          "experiment_id": self.mlflow_util.experiment_id,
                                          "experiment_name": self.experiment_name})
         params = [Param(k[:250], v[:6000]) for k, v in self.context.trial_params(trial.config).items()]
@@ -249,18 +260,18 @@ class WandbTracker(Tracked, WandbLoggerCallback):
         from wandb.sdk.lib.runid import generate_id
 
         assert trial.path
-        previous = read_runs(trial.path).get("wandb") or {}
+        previous = read_runs(trial_dir(trial)).get("wandb") or {}
         run_id = previous.get("run_id") or generate_id()
         resumes = int(previous.get("resumes", -1)) + 1
-        write_run(trial.path, "wandb", {"run_id": run_id, "project": self.project,
-                                               "group": self._group(trial), "dir": trial.path,
+        write_run(trial_dir(trial), "wandb", {"run_id": run_id, "project": self.project,
+                                               "group": self._group(trial), "dir": local_dir(trial),
                                                "mode": self.kwargs.get("mode"), "resumes": resumes})
         config = {**self.context.trial_params(trial.config), **self.context.tags}
         tags = [self.context.tags.get("rlgraft.preset", "rlgraft"), *self.user_tags]
         self._start_logging_actor(
             trial, [*self._exclude_results, *self.excludes, "config"],
             id=run_id, name=run_name(self.context, trial), resume="allow", reinit=True, allow_val_change=True,
-            group=self._group(trial), project=self.project, config=config, dir=trial.path,
+            group=self._group(trial), project=self.project, config=config, dir=local_dir(trial),
             tags=tags[:64], rlgraft_upload_checkpoints=self.rlgraft_upload, **self.kwargs)
 
     def _group(self, trial: Trial) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
+from rlgraft import storage
 from rlgraft.errors import RlgraftError
 
 if TYPE_CHECKING:
@@ -101,23 +102,42 @@ def context(c: Config, restore_plan: RestorePlan | None) -> Context:
                    searched=tuple((section, key) for section, key, _ in searched(c)))
 
 
+def trial_dir(trial: Any) -> str:
+    """A Tune trial's folder in its storage, by path or URI (Tune's `trial.path` has no scheme for S3)."""
+    return storage.uri_of(trial.storage.storage_filesystem, trial.path) if getattr(trial, "storage", None) \
+        else str(trial.path)
+
+
+def local_dir(trial: Any) -> str:
+    """A folder on the driver's disk for a tracker's own files (W&B's offline runs): the trial folder, or with
+    object storage, Tune's local staging folder of the trial."""
+    where = trial_dir(trial)
+    return str(trial.local_path) if storage.is_uri(where) else where
+
+
 def source_runs(checkpoint: str) -> dict[str, dict[str, Any]]:
     """The tracked runs of the trial a checkpoint came from (its folder or the one above it)."""
-    for folder in (Path(checkpoint), *list(Path(checkpoint).parents)[:2]):
+    ck = storage.at(checkpoint)
+    for folder in (ck, *list(ck.parents)[:2]):
         if (folder / RUN_FILE).is_file():
             return read_runs(str(folder))
     return {}
 
 
 def read_runs(trial_dir: str) -> dict[str, dict[str, Any]]:
-    f = Path(trial_dir) / RUN_FILE
+    f = storage.at(trial_dir) / RUN_FILE
+    if storage.is_uri(trial_dir):
+        storage.forget()  # written a moment ago, maybe by another process: list afresh
     return dict(json.loads(f.read_text())) if f.is_file() else {}
 
 
 def write_run(trial_dir: str, tracker: str, entry: dict[str, Any]) -> None:
     runs = read_runs(trial_dir)
     runs[tracker] = entry
-    path = Path(trial_dir) / RUN_FILE
+    path = storage.at(trial_dir) / RUN_FILE
+    if storage.is_uri(trial_dir):  # an object is written whole or not at all
+        path.write_text(json.dumps(runs, indent=2))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(runs, indent=2))
