@@ -26,7 +26,8 @@ CASES = {
 }
 RAY_INIT = "import ray + ray.init(num_cpus=2, include_dashboard=False), in the process"
 INIT = ("import time; t = time.perf_counter(); import ray; "
-        "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False); print(time.perf_counter() - t); "
+        "ray.init(address='local', num_cpus=2, include_dashboard=False, log_to_driver=False); "
+        "print(time.perf_counter() - t); "
         "ray.shutdown()")
 times: dict[str, list[float]] = {k: [] for k in [*CASES, RAY_INIT]}
 for i in range(runs):

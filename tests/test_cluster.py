@@ -36,8 +36,12 @@ def wait_cpus(address: str, env: dict[str, str], cpus: float, timeout_s: float =
         time.sleep(1)
 
 
+ADDRESS_FILE = Path("/tmp/ray/ray_current_cluster")  # `ray start` leaves its address here; put back after
+
+
 @pytest.fixture(scope="module")
 def cluster(s3, tmp_path_factory):
+    saved = ADDRESS_FILE.read_bytes() if ADDRESS_FILE.exists() else None
     logs = tmp_path_factory.mktemp("cluster")
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **s3.env, "RAY_USAGE_STATS_ENABLED": "0"}
     head = RayNode.head(logs / "head.log", env, num_cpus=0)  # the driver's node: no trial can run here
@@ -48,6 +52,10 @@ def cluster(s3, tmp_path_factory):
     yield {"address": address, "env": env, "head": head, "nodes": nodes, "logs": logs}
     for node in [*nodes, head]:
         node.stop()
+    if saved is None:
+        ADDRESS_FILE.unlink(missing_ok=True)
+    else:
+        ADDRESS_FILE.write_bytes(saved)
 
 
 def cli(cluster: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
