@@ -59,19 +59,23 @@ def cluster(s3, tmp_path_factory):
 
 
 def cli(cluster: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.run", "ray=cluster", f"ray.address={cluster['address']}",
-                           *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=cluster["env"])
+    flags = [a for a in args if a == "-m"]  # Hydra's flags go before the overrides
+    return subprocess.run([sys.executable, "-m", "experiments.run", *flags, "ray=cluster",
+                           f"ray.address={cluster['address']}", *[a for a in args if a != "-m"]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=cluster["env"])
 
 
 def summary_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def test_trials_on_another_node_checkpoint_to_storage_and_graft_from_it(cluster, tmp_path):
+def test_trials_on_another_node_checkpoint_to_storage_and_graft_from_it(cluster, s3, tmp_path):
     store = f"storage=s3://{BUCKET}/cluster"
-    res = cli(cluster, *TINY, store, "stop.num_env_steps_sampled_lifetime=512", f"hydra.run.dir={tmp_path}/run")
+    res = cli(cluster, *TINY, store, "stop.num_env_steps_sampled_lifetime=512", "logger=mlflow",
+              f"hydra.run.dir={tmp_path}/run")
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"Ray runtime connected (ray.address='{cluster['address']}')" in res.stdout
+    assert "rlgraft: MLflow run" in res.stdout  # tracked through the trial folder in storage
     run = summary_of(tmp_path / "run")
     assert run["status"] == "ok" and run["checkpoint"].startswith(f"s3://{BUCKET}/cluster/")
     assert all(t["path"].startswith("s3://") for t in run["trials"]) and not (tmp_path / "run" / "tune").exists()
@@ -81,6 +85,34 @@ def test_trials_on_another_node_checkpoint_to_storage_and_graft_from_it(cluster,
     assert res.returncode == 0, res.stderr[-3000:]
     report = summary_of(tmp_path / "graft")["restore"]["reports"][0]  # written by the trial, into storage
     assert report["verified"] and report["modules"][0]["learner_matches_source"]
+
+    res = cli(cluster, "-m", *TINY, store, "seed=0,1", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "sweep" / "sweep.md").read_text().count(" ok ") >= 2
+    assert (tmp_path / "sweep" / "returns_per_job.png").is_file()  # curves read from the trials in storage
+
+
+def test_a_killed_driver_is_started_again_and_goes_on_from_storage(cluster, s3, tmp_path):
+    """kill -9 of the driver's process group while its trial trains on node 2: the trial dies with its
+    driver, the same command again resumes the Tune experiment from storage."""
+    args = [sys.executable, "-m", "experiments.run", "ray=cluster", f"ray.address={cluster['address']}", *TINY,
+            f"storage=s3://{BUCKET}/killed", "checkpointing.frequency=1", "stop.num_env_steps_sampled_lifetime=6400",
+            f"hydra.run.dir={tmp_path}/run"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=(tmp_path / "first.log").open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True, env=cluster["env"])
+    deadline = time.monotonic() + 300
+    while len({k.split("/checkpoint_")[1][:6] for k in s3.objects(BUCKET, "killed/") if "/checkpoint_" in k}) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
+        time.sleep(1)
+    time.sleep(3)  # past one experiment-state snapshot
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    assert proc.returncode == -9 and not (tmp_path / "run" / "summary.json").exists()
+    res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, env=cluster["env"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming the Tune experiment already in s3://" in res.stdout
+    assert int(re.search(r"iter\s+(\d+)", res.stdout).group(1)) > 3  # from its checkpoints, not from the start
+    assert summary_of(tmp_path / "run")["env_steps"] == 6400
 
 
 def test_a_lost_node_is_survived_from_storage(cluster, s3, tmp_path):
