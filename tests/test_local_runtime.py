@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,34 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY, run_cli
+from tests.storage_servers import answers, free_port, group_alive
 
 ADDRESS_FILE = Path("/tmp/ray/ray_current_cluster")  # where `ray start` leaves its address; ray.init() reads it
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 def test_an_unreachable_ray_address_fails_in_seconds(tmp_path):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     res = run_cli(*TINY, f"hydra.run.dir={tmp_path}", env={"RAY_ADDRESS": f"127.0.0.1:{port}"}, timeout=120)
     assert res.returncode == 2, res.stderr[-2000:]
     assert f"rlgraft: joining the Ray cluster at RAY_ADDRESS=127.0.0.1:{port}" in res.stdout.splitlines()[0]
@@ -55,7 +33,7 @@ def test_a_local_run_ignores_a_cluster_on_the_machine_and_its_leftover_address(t
     be unplaceable). Then the head is killed, its address file stays behind: the default command must not
     hang trying to reach it."""
     saved = ADDRESS_FILE.read_bytes() if ADDRESS_FILE.exists() else None
-    port = _free_port()
+    port = free_port()
     ray_cli = str(Path(sys.executable).parent / "ray")
     log = (tmp_path / "head.log").open("w")
     head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=0",
@@ -64,7 +42,7 @@ def test_a_local_run_ignores_a_cluster_on_the_machine_and_its_leftover_address(t
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     try:
         deadline = time.monotonic() + 90
-        while not (_answers(port) and ADDRESS_FILE.exists() and str(port) in ADDRESS_FILE.read_text()):
+        while not (answers(port) and ADDRESS_FILE.exists() and str(port) in ADDRESS_FILE.read_text()):
             assert head.poll() is None and time.monotonic() < deadline, (tmp_path / "head.log").read_text()[-2000:]
             time.sleep(0.5)
         res = subprocess.run([sys.executable, "-m", "experiments.run", *TINY, f"hydra.run.dir={tmp_path}/a"],
@@ -76,9 +54,9 @@ def test_a_local_run_ignores_a_cluster_on_the_machine_and_its_leftover_address(t
         os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while _group_alive(head.pid) and time.monotonic() < deadline:
+        while group_alive(head.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-    assert not _group_alive(head.pid) and not _answers(port)  # the head and its raylet and GCS are gone
+    assert not group_alive(head.pid) and not answers(port)  # the head and its raylet and GCS are gone
     assert str(port) in ADDRESS_FILE.read_text()  # ... but its address file is left, pointing nowhere
     try:
         res = subprocess.run([sys.executable, "-m", "experiments.run", *TINY, f"hydra.run.dir={tmp_path}/b"],

@@ -291,26 +291,21 @@ class RemotePath:
             raise FileNotFoundError(self.uri)
         return _Stat(st_size=e[1], st_mtime=e[2])
 
-    def iterdir(self) -> Iterator[RemotePath]:
-        listing = self._listing()
-        if listing is None:
-            self.list_tree()
-            listing = self._listing()
+    def _below(self) -> list[str]:
+        """Every listed path under this one (listing the tree first if nothing listed it yet)."""
+        listing = self._listing() or self.list_tree()._listing()
         assert listing is not None
         prefix = self.path.rstrip("/") + "/"
-        names = sorted({p[len(prefix):].split("/", 1)[0] for p in listing.entries if p.startswith(prefix)})
-        for name in names:
+        return sorted(p for p in listing.entries if p.startswith(prefix))
+
+    def iterdir(self) -> Iterator[RemotePath]:
+        start = len(self.path.rstrip("/")) + 1
+        for name in sorted({p[start:].split("/", 1)[0] for p in self._below()}):
             yield self / name
 
     def rglob(self, pattern: str) -> Iterator[RemotePath]:
-        listing = self._listing()
-        if listing is None:
-            self.list_tree()
-            listing = self._listing()
-        assert listing is not None
-        prefix = self.path.rstrip("/") + "/"
-        for p in sorted(listing.entries):
-            if p.startswith(prefix) and fnmatch.fnmatchcase(posixpath.basename(p), pattern):
+        for p in self._below():
+            if fnmatch.fnmatchcase(posixpath.basename(p), pattern):
                 yield RemotePath(f"{self.scheme}://{p}")
 
     def glob(self, pattern: str) -> Iterator[RemotePath]:
