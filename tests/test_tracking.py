@@ -423,7 +423,8 @@ def wandb_history(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_wandb_offline_holds_the_metrics_and_a_resumed_job_reuses_its_run_id(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", *TINY_NO_STOP, "stop.num_env_steps_sampled_lifetime=3840", "checkpointing.frequency=1", "seed=0",
+    # 50 iterations: long enough that the kill, which waits for W&B's own run folder, lands mid-run
+    args = ["-m", *TINY_NO_STOP, "stop.num_env_steps_sampled_lifetime=12800", "checkpointing.frequency=1", "seed=0",
             "logger=wandb", "logger.wandb.mode=offline", f"hydra.sweep.dir={sweep}"]
     kill_after_first_checkpoint(args, sweep / "0", tmp_path / "first.log", also="tune/*/*/wandb/offline-run-*")
     res = cli(*args)
@@ -440,7 +441,7 @@ def test_wandb_offline_holds_the_metrics_and_a_resumed_job_reuses_its_run_id(tmp
     # process had not flushed to its own folder, W&B lost with it: wandb-core buffers its writes.)
     first_iter = int(re.search(r"iter\s+(\d+)", res.stdout).group(1))
     rows = wandb_history(folders[-1])
-    assert [r["_step"] for r in rows] == list(range(first_iter, 16)) and first_iter > 1
+    assert [r["_step"] for r in rows] == list(range(first_iter, 51)) and first_iter > 1
     assert [r["num_env_steps_sampled_lifetime"] for r in rows] == [256 * r["_step"] for r in rows]
     assert all("env_runners/episode_return_mean" in r for r in rows)
     assert "config" not in rows[0] and "algo/training/lr" not in rows[0]
