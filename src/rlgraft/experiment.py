@@ -61,7 +61,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     storage, name = run_storage(c), experiment_name(c, resolved)
     c, name = recovery.plan(c, storage, name, printer)
     restore_plan: RestorePlan | None = plan(c, config) if c.resume else None
-    schedule = transfer.schedule(c, list(envs.resolve(c.env).modules()), *(
+    schedule = transfer.schedule(c, list(resolved.modules()), *(
         (restore_plan.counters.get("num_env_steps_sampled_lifetime", 0.0),
          int(restore_plan.counters.get("training_iteration", 0))) if restore_plan and restore_plan.callback.full
         else (0.0, 0)))

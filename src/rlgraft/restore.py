@@ -351,7 +351,7 @@ def plan(cfg: Any, config: Any) -> RestorePlan:
         checkpoints.check_state_files(storage.at(ck))
     components = []
     for target_component, source in (cfg.restore.components or {}).items():
-        src = storage.at(source) if storage.is_uri(source) or Path(source).is_absolute() else storage.at(ck) / source
+        src = component_source(ck, source)
         if not src.exists():
             raise RlgraftError(f"restore.components source `{src}` does not exist",
                                found=f"components in the checkpoint: {', '.join(info.components)}",
@@ -411,6 +411,7 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
         else (None, None)
     built: dict[str, Any] = {}
     found: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    copied: dict[tuple[str, str], list[str]] = {}  # `restore.params`: what each graft copies
     pairs = [(t, info.modules[s]) for t, s in mapping.items()] + module_components
     for target, source in pairs:
         module = built.setdefault(target, build_module(specs[target]))
@@ -419,27 +420,34 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
                                     algorithms[1] if algorithms[0] else None)
         ckpt = architecture.of_module(source.module_class, source.catalog_class, source.model_config,
                                       source_pipeline, algorithms[0])
-        graft = globs and (target, source.module_id) in mapping.items()
-        if graft:
-            selected_params(source, target, shapes, globs or [])
+        pair = (target, source.module_id)
+        if globs and pair in mapping.items():
+            copied[pair] = selected_params(source, target, shapes, globs)
+            found[pair] = architecture.differences(ckpt, run, sizes=False)
         else:
-            compare_module(source, target, spaces[target], shapes, architecture.differences(ckpt, run))
-        found[(target, source.module_id)] = architecture.differences(ckpt, run, sizes=not graft)
+            found[pair] = architecture.differences(ckpt, run)
+            compare_module(source, target, spaces[target], shapes, found[pair])
     accepted = architecture.settle(found, list(accept or []))
     transfers = []
     for target, source_id in mapping.items():
         source = info.modules[source_id]
         shapes = param_shapes(built[target])
         ok = accepted.get((target, source_id), ())
-        if globs:
-            copied = selected_params(source, target, shapes, globs)
-            transfers.append(Transfer(target, source_id, checkpoints.digest(source.weights(), copied),
-                                      tuple((n, shapes[n]) for n in copied),
-                                      tuple(sorted(set(shapes) - set(copied))), accepted=ok))
+        if (target, source_id) in copied:
+            chosen = copied[(target, source_id)]
+            transfers.append(Transfer(target, source_id, checkpoints.digest(source.weights(), chosen),
+                                      tuple((n, shapes[n]) for n in chosen),
+                                      tuple(sorted(set(shapes) - set(chosen))), accepted=ok))
             continue
         transfers.append(Transfer(target, source_id, checkpoints.digest(source.weights()),
                                   tuple(sorted(shapes.items())), accepted=ok))
     return tuple(transfers)
+
+
+def component_source(checkpoint: str, source: str) -> Any:
+    """A `restore.components` source: a URI or absolute path as it is, else relative to the checkpoint."""
+    return storage.at(source) if storage.is_uri(source) or Path(source).is_absolute() \
+        else storage.at(checkpoint) / source
 
 
 def component_modules(info: CheckpointInfo, components: dict[str, str],
@@ -452,8 +460,7 @@ def component_modules(info: CheckpointInfo, components: dict[str, str],
         if not target.startswith(checkpoints.MODULES + "/"):
             continue
         module_id = target.removeprefix(checkpoints.MODULES + "/")
-        src = (storage.at(source) if storage.is_uri(source) or Path(source).is_absolute()
-               else storage.at(info.path) / source)
+        src = component_source(info.path, source)
         if module_id in targets and (src / "module_state.pkl").is_file():
             out.append((module_id, checkpoints.read_module(src)))
     return out
