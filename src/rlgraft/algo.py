@@ -11,7 +11,7 @@ import inspect
 from functools import cache
 from typing import Any
 
-from rlgraft import envs, objects, rules, transfer
+from rlgraft import algorithms, envs, objects, rules, transfer
 from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.schema import AlgoConfig, Config
 
@@ -121,9 +121,16 @@ def build(cfg: Config, *, num_env_runners: int | None = None) -> Any:
         opts = built_options(cfg, section, env.multi_agent)
         if section == "env_runners" and num_env_runners is not None:
             opts["num_env_runners"] = num_env_runners
+        if section == "offline_data" and (pipeline := algorithms.data_pipeline(cfg.algo.name,
+                                                                             opts.get("map_batches_kwargs"))):
+            opts["map_batches_kwargs"] = pipeline
         if opts:
             getattr(config, section)(**opts)
     config.environment(env=env.rllib_env, env_config=env.env_config)
+    if algorithms.is_offline(cfg.algo.name) and not env.multi_agent:  # the env is for evaluation only
+        observation_space, action_space = env.agent_spaces[None]
+        config.environment(observation_space=observation_space, action_space=action_space)
+    algorithms.check_offline(cfg.algo.name, config)
     if env.multi_agent:
         assert env.mapping is not None
         config.multi_agent(policies=set(env.modules()), policy_mapping_fn=env.mapping)
@@ -182,4 +189,7 @@ def resource_request(config: Any) -> dict[str, Any]:
     """CPUs/GPUs one trial asks for, and its largest single bundle."""
     pgf = config.algo_class.default_resource_request(config)
     bundles = [dict(b) for b in pgf.bundles]
-    return {"total": dict(pgf.required_resources), "bundles": bundles}
+    total = dict(pgf.required_resources)
+    if data := algorithms.data_cpus(config):  # Ray Data's actors and read tasks, beside the trial's bundles
+        total["CPU"] = total.get("CPU", 0.0) + data
+    return {"total": total, "bundles": bundles, "data_cpus": data}

@@ -30,6 +30,22 @@ def set_learner_weights(algorithm: Any, module_id: str, weights: dict[str, Any])
     algorithm.learner_group.set_state({"learner": {"rl_module": {module_id: weights}}})
 
 
+def sync_target_networks(algorithm: Any, module_id: str) -> None:
+    """Set a learner module's target networks to its main networks (tau=1), as RLlib's learners do when
+    they make them: after a graft the targets would otherwise follow the random build for many updates."""
+    algorithm.learner_group.foreach_learner(_SyncTargets(module_id))
+
+
+@dataclass(frozen=True)
+class _SyncTargets:
+    module_id: str
+
+    def __call__(self, learner: Any) -> None:
+        module = learner.module[self.module_id].unwrapped()
+        for main, target in module.get_target_network_pairs():
+            target.load_state_dict(main.state_dict())
+
+
 def set_trainable(algorithm: Any, modules: list[str] | None) -> None:
     """The modules the learner updates (RLlib's `policies_to_train`; None: all). A full restore sets the
     checkpoint's own list, so rlgraft sets the run's after it."""
@@ -154,6 +170,43 @@ def runners_differ(algorithm: Any, learner: dict[str, dict[str, Any]],
 def connector_digests(algorithm: Any, piece: str) -> list[tuple[str, dict[str, str]]]:
     """Every EnvRunner's state digests of one connector piece: (runner label, {str(agent id): digest})."""
     return _on_every_runner(algorithm, _ConnectorDigests(piece))
+
+
+def saved_config(checkpoint: str) -> Any:
+    """The AlgorithmConfig the checkpoint's EnvRunner was built with (unpickled: trusted checkpoints only,
+    as RLlib's own `from_checkpoint`)."""
+    import pickle
+
+    ctor = pickle.loads((storage.at(checkpoint) / "env_runner" / "class_and_ctor_args.pkl").read_bytes())
+    return ctor["ctor_args_and_kwargs"][1]["config"]
+
+
+def record_episodes(checkpoint: str, output: str, episodes: int, *, explore: bool, seed: int) -> list[float]:
+    """Run `episodes` episodes with the checkpoint's module and connector state in RLlib's recording
+    EnvRunner, which writes them (packed `SingleAgentEpisode` states, Parquet) under `output`; the returns."""
+    import logging
+
+    import ray.data
+    from ray.rllib.offline.offline_env_runner import OfflineSingleAgentEnvRunner
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+    config = saved_config(checkpoint).copy(copy_frozen=False)
+    config.env_runners(num_env_runners=0, batch_mode="complete_episodes")
+    config.debugging(seed=seed)
+    # Without a row limit each `sample` writes everything it holds, and its buffer is never emptied: with
+    # `output_write_remaining_data` `stop()` would write every episode a second time (measured: 10 rows for 5).
+    config.offline_data(output=output, output_write_episodes=True, output_max_rows_per_file=None,
+                        output_write_remaining_data=False)
+    runner = OfflineSingleAgentEnvRunner(config=config, worker_index=0, num_workers=0)
+    try:
+        runner.restore_from_path(storage.join(checkpoint, "env_runner"))  # connector state (e.g. MeanStdFilter)
+        runner.module.restore_from_path(storage.join(checkpoint, MODULES, "default_policy"))
+        done = runner.sample(num_episodes=episodes, explore=explore)
+    finally:
+        runner.stop()
+    return [float(e.get_return()) for e in done]
 
 
 def load_module(module_dir: Any) -> Any:

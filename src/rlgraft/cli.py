@@ -113,6 +113,16 @@ def export_app(cfg: DictConfig) -> None:
         print(f"{module_id}: {files['model']} (+ {files['meta']})")
 
 
+@hydra.main(version_base="1.3", config_path=CONF, config_name="record")
+def record_app(cfg: DictConfig) -> None:
+    """Record episodes with a checkpoint's policy in RLlib's offline format: `+checkpoint=PATH [episodes=100]`."""
+    from rlgraft.recording import record_checkpoint, render
+
+    print(render(guarded(record_checkpoint, cfg, HydraConfig.get().runtime.output_dir),
+                 program.replace("record", "run", 1)))
+    runtime.exit_now(0)
+
+
 def inspect_app(argv: list[str] | None = None, prog: str = "rlgraft inspect") -> int:
     """Show a checkpoint's components, modules and graft overrides, without running code from it."""
     from rlgraft.inspection import inspect, render
@@ -144,14 +154,15 @@ def report_app(argv: list[str] | None = None, prog: str = "rlgraft report") -> i
 
 
 COMMANDS: dict[str, Callable[..., Any]] = {"run": run_app, "inspect": inspect_app, "evaluate": evaluate_app,
-                                           "export": export_app, "report": report_app}
-HYDRA_APPS = {"run", "evaluate", "export"}
+                                           "export": export_app, "report": report_app, "record": record_app}
+HYDRA_APPS = {"run", "evaluate", "export", "record"}
 USAGE = """usage: rlgraft COMMAND [ARGS]
 
 commands:
   run        train (and restore) from config: rlgraft run [experiment=NAME] [+resume=PATH] [key=value ...]
   inspect    show a checkpoint's modules, spaces and graft overrides: rlgraft inspect PATH
   evaluate   run episodes with a checkpoint's modules: rlgraft evaluate +checkpoint=PATH [episodes=20]
+  record     episodes from a checkpoint's policy, for algo=bc: rlgraft record +checkpoint=PATH [episodes=100]
   export     TorchScript files per module: rlgraft export +checkpoint=PATH [module_id=p1]
   report     sweep table and plots: rlgraft report DIR
 

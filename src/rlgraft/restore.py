@@ -13,11 +13,11 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rlgraft import architecture, checkpointable, checkpoints, discovery, envs, storage
+from rlgraft import algorithms, architecture, checkpointable, checkpoints, discovery, envs, storage
 from rlgraft.checkpoints import CheckpointInfo, ModuleInfo
 from rlgraft.configs import reports_dir
 from rlgraft.errors import RlgraftError
@@ -34,10 +34,21 @@ class Transfer:
     kept: tuple[str, ...] = ()  # parameters of the target left as built (`restore.params` globs)
     # Architecture differences accepted on purpose (`restore.accept`): (key, checkpoint value, run value).
     accepted: tuple[tuple[str, str, str], ...] = ()
+    # (run name, checkpoint name) where a parameter is copied under another name (`algorithms.ALIKE`).
+    renamed: tuple[tuple[str, str], ...] = ()
+    # (target-network parameter, the parameter it follows): set from the grafted weights on the learner.
+    targets: tuple[tuple[str, str], ...] = ()
+    # The module classes, where a graft goes from one default module to another's (`algorithms.ALIKE`).
+    classes: tuple[str, str] | None = None
 
     @property
     def partial(self) -> bool:
-        return bool(self.kept)
+        return bool(self.kept or self.renamed or self.targets)
+
+    def source_weights(self, weights: dict[str, Any]) -> dict[str, Any]:
+        """The copied parameters under the run's names, from the checkpoint module's weights."""
+        names = dict(self.renamed)
+        return {n: weights[names.get(n, n)] for n, _ in self.params}
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,9 @@ class RestoreCallback:
                 if t.partial:
                     weights = checkpoints.load_module_state(storage.join(self.checkpoint, checkpoints.MODULES,
                                                                          t.source))
-                    checkpointable.set_learner_weights(algorithm, t.target, {n: weights[n] for n, _ in t.params})
+                    checkpointable.set_learner_weights(algorithm, t.target, t.source_weights(weights))
+                    if t.targets:
+                        checkpointable.sync_target_networks(algorithm, t.target)
                 else:
                     checkpointable.restore_module(algorithm, self.checkpoint, t.source, t.target)
         for component, source in self.components:
@@ -138,9 +151,16 @@ class RestoreCallback:
                 changed = [n for n in t.kept if checkpoints.digest(learner[t.target], [n])
                            != checkpoints.digest(built, [n])]
                 if changed:
-                    problems.append(f"learner module {t.target!r}: parameters outside restore.params changed: "
+                    problems.append(f"learner module {t.target!r}: parameters left as built changed: "
                                     f"{', '.join(changed)}")
-                row.update(copied=copied, kept_as_built=list(t.kept))
+                held = learner[t.target]
+                behind = [tn for tn, mn in t.targets if tn not in held or mn not in held
+                          or checkpoints.digest({tn: held[tn]}) != checkpoints.digest({tn: held[mn]})]
+                if behind:
+                    problems.append(f"learner module {t.target!r}: target networks not set from the grafted weights: "
+                                    f"{', '.join(behind[:6])}")
+                row.update(copied=copied, kept_as_built=list(t.kept), renamed=[list(r) for r in t.renamed],
+                           targets_set=len(t.targets) if not behind else 0)
             rows.append(row)
         for piece in sorted({f.piece for f in self.filters}):
             want = {str(f.target_agent): f.digest for f in self.filters if f.piece == piece}
@@ -163,6 +183,11 @@ def describe(report: dict[str, Any]) -> list[str]:
                      f"{'verified' if m['learner_matches_source'] else 'MISMATCH'}"
                      + (f"  ({len(m['copied'])} parameters copied, {len(m['kept_as_built'])} kept as built)"
                         if "copied" in m else ""))
+        if m.get("renamed"):
+            lines.append(f"    {len(m['renamed'])} parameters under other names, e.g. "
+                         f"{m['renamed'][0][1]} -> {m['renamed'][0][0]}")
+        if m.get("targets_set"):
+            lines.append(f"    target networks set from the grafted weights ({m['targets_set']} tensors, verified)")
         lines += [f"    accepted difference {k}: checkpoint {a}, this run {b} (restore.accept)"
                   for k, a, b in m.get("accepted", [])]
     for f in report.get("filters", []):
@@ -207,7 +232,15 @@ class RestorePlan:
         for t in cb.transfers:
             count = sum(math.prod(shape) for _, shape in t.params)
             out.append(f"  {t.source} -> {t.target}: {len(t.params)} tensors, {count} parameters, weights {t.digest}")
-            out += [f"      {name} {list(shape)}" for name, shape in t.params]
+            names = dict(t.renamed)
+            if t.classes:
+                out.append(f"    {t.classes[0].rpartition('.')[2]} -> {t.classes[1].rpartition('.')[2]}: one policy "
+                           "network under RLlib's names for each (rlgraft.algorithms.ALIKE)")
+            out += [f"      {name} {list(shape)}" + (f"  <- {names[name]}" if name in names else "")
+                    for name, shape in t.params]
+            if t.targets:
+                out.append(f"    target networks set from the grafted weights ({len(t.targets)}): "
+                           + ", ".join(f"{a} <- {b}" for a, b in t.targets[:4]) + (" ..." if len(t.targets) > 4 else ""))
             if t.kept:
                 out.append(f"    kept as built ({len(t.kept)}): {', '.join(t.kept)}")
             out += [f"    accepted difference {k}: checkpoint {a}, this run {b} (restore.accept)"
@@ -407,21 +440,34 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
         return ()
     specs = algo.module_specs(config, spaces)  # RLlib wants spaces for every module of the run
     source_pipeline = architecture.checkpoint_pipeline(info.path) if connectors is not None else None
-    algorithms = (architecture.checkpoint_algorithm(info.path), architecture.dotted(config.algo_class)) if full \
+    algorithms_ = (architecture.checkpoint_algorithm(info.path), architecture.dotted(config.algo_class)) if full \
         else (None, None)
-    built: dict[str, Any] = {}
+    built: dict[str, tuple[Any, dict[str, str]]] = {}  # target -> (module, its target networks' parameters)
     found: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
     copied: dict[tuple[str, str], list[str]] = {}  # `restore.params`: what each graft copies
+    crossed: dict[tuple[str, str], tuple[dict[str, str], tuple[str, str]]] = {}  # `algorithms.ALIKE` grafts
     pairs = [(t, info.modules[s]) for t, s in mapping.items()] + module_components
     for target, source in pairs:
-        module = built.setdefault(target, build_module(specs[target]))
+        if target not in built:
+            module = build_module(specs[target])
+            built[target] = (module, algorithms.target_networks(module, config.learner_class))
+        module, follows = built[target]
         shapes = param_shapes(module)
         run = architecture.of_built(module, connectors if source_pipeline is not None else None,
-                                    algorithms[1] if algorithms[0] else None)
+                                    algorithms_[1] if algorithms_[0] else None)
         ckpt = architecture.of_module(source.module_class, source.catalog_class, source.model_config,
-                                      source_pipeline, algorithms[0])
+                                      source_pipeline, algorithms_[0])
         pair = (target, source.module_id)
-        if globs and pair in mapping.items():
+        classes = (ckpt["module_class"], run["module_class"])
+        if pair in mapping.items() and algorithms.alike(*classes):
+            names = algorithms.correspondence(*classes, set(source.params), set(shapes) - set(follows))
+            if globs:  # over the run's names
+                names = {n: s for n, s in names.items() if any(fnmatch.fnmatchcase(n, g) for g in globs)}
+            check_renamed(source, target, shapes, names)
+            crossed[pair] = (names, classes)
+            found[pair] = [d for d in architecture.differences(ckpt, run, sizes=not globs)
+                           if d[0] not in algorithms.ignored(*classes)]
+        elif globs and pair in mapping.items():
             copied[pair] = selected_params(source, target, shapes, globs)
             found[pair] = architecture.differences(ckpt, run, sizes=False)
         else:
@@ -431,8 +477,18 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
     transfers = []
     for target, source_id in mapping.items():
         source = info.modules[source_id]
-        shapes = param_shapes(built[target])
+        module, follows = built[target]
+        shapes = param_shapes(module)
         ok = accepted.get((target, source_id), ())
+        if (target, source_id) in crossed:
+            names, classes = crossed[(target, source_id)]
+            sets = tuple(sorted((t, m) for t, m in follows.items() if m in names))
+            left = tuple(sorted(set(shapes) - set(names) - {t for t, _ in sets}))
+            transfer = Transfer(target, source_id, "", tuple((n, shapes[n]) for n in sorted(names)), left,
+                                accepted=ok, renamed=tuple(sorted((n, s) for n, s in names.items() if n != s)),
+                                targets=sets, classes=classes)
+            transfers.append(replace(transfer, digest=checkpoints.digest(transfer.source_weights(source.weights()))))
+            continue
         if (target, source_id) in copied:
             chosen = copied[(target, source_id)]
             transfers.append(Transfer(target, source_id, checkpoints.digest(source.weights(), chosen),
@@ -442,6 +498,22 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
         transfers.append(Transfer(target, source_id, checkpoints.digest(source.weights()),
                                   tuple(sorted(shapes.items())), accepted=ok))
     return tuple(transfers)
+
+
+def check_renamed(source: ModuleInfo, target_id: str, target_params: dict[str, tuple[int, ...]],
+                  names: dict[str, str]) -> None:
+    """A graft between two default modules the table lists: the policy's parameters map, with one shape."""
+    where = f"source module {source.module_id!r} -> target module {target_id!r}"
+    bad = [f"{s} {source.params[s]} -> {n} {target_params[n]}" for n, s in sorted(names.items())
+           if source.params[s] != target_params[n]]
+    if not names or bad:
+        hidden = source.model_config.get("fcnet_hiddens")
+        raise RlgraftError(
+            f"the policy network of {where} does not fit this run's: "
+            + ("no parameter corresponds" if not names else "shapes differ"),
+            found="; ".join(bad[:6]) or f"checkpoint parameters: {', '.join(sorted(source.params)[:8])}",
+            fix="build the new run with the checkpoint's network"
+                + (f", e.g. algo.rl_module.model_config.fcnet_hiddens=[{','.join(map(str, hidden))}]" if hidden else ""))
 
 
 def component_source(checkpoint: str, source: str) -> Any:

@@ -355,7 +355,9 @@ def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any,
 
 
 def _describe(demand: dict[str, Any]) -> str:
-    return f"{len(demand['bundles'])} bundles: " + ", ".join(_fmt(b) for b in demand["bundles"])
+    data = (f"; the offline data pipeline (algo.offline_data.map_batches_kwargs, one read task) {demand['data_cpus']:g} "
+            "CPU" if demand.get("data_cpus") else "")
+    return f"{len(demand['bundles'])} bundles: " + ", ".join(_fmt(b) for b in demand["bundles"]) + data
 
 
 def _fmt(res: dict[str, float]) -> str:

@@ -232,6 +232,14 @@ class EvaluateConfig:
     output_dir: str | None = None
 
 
+@dataclass
+class RecordConfig(EvaluateConfig):
+    """`rlgraft record`: episodes from a trained policy in RLlib's offline format."""
+
+    episodes: int = 100
+    output: str | None = None  # null: episodes/ in the command's output dir
+
+
 GROUPS = {
     "env": EnvConfig,
     "algo": AlgoConfig,
@@ -252,6 +260,7 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="record_schema", node=RecordConfig)
     for group, node in GROUPS.items():
         cs.store(group=group, name=f"{group}_schema", node=open_dicts(node))
     # One schema per tracker, so each logger file types only its own key and a list of them merges.
@@ -293,4 +302,12 @@ def to_evaluate_config(cfg: DictConfig | EvaluateConfig) -> EvaluateConfig:
         return cfg
     obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), cfg))
     assert isinstance(obj, EvaluateConfig)
+    return obj
+
+
+def to_record_config(cfg: DictConfig | RecordConfig) -> RecordConfig:
+    if isinstance(cfg, RecordConfig):
+        return cfg
+    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RecordConfig), cfg))
+    assert isinstance(obj, RecordConfig)
     return obj
