@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -44,8 +45,13 @@ def cluster(s3, tmp_path_factory):
     saved = ADDRESS_FILE.read_bytes() if ADDRESS_FILE.exists() else None
     logs = tmp_path_factory.mktemp("cluster")
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **s3.env, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Token auth with a token of this cluster's own: Ray 2.60's head turns it on only where ~/.ray/auth_token
+    # exists, so the same test would otherwise run with or without it by what the machine holds (measured:
+    # on a fresh machine the head ran without it and the joining node, told to use it, found no token).
+    token = logs / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
     head = RayNode.head(logs / "head.log", env, num_cpus=0)  # the driver's node: no trial can run here
-    env["RAY_AUTH_MODE"] = "token"  # Ray 2.60's head enables token auth; nodes and clients joining it need it
     address = f"127.0.0.1:{head.port}"
     nodes = [RayNode.worker(address, logs / "node2.log", env, num_cpus=2)]
     wait_cpus(address, env, 2)
