@@ -125,7 +125,7 @@ def target_networks(module: Any, learner_class: Any) -> dict[str, str]:
     if not isinstance(module, TargetNetworkAPI) or TargetNetworkAPI not in required:
         return {}
     module.make_target_networks()
-    prefix = {id(m): f"{n}." if n else "" for n, m in module.named_modules()}
+    prefix = {id(m): f"{n}." if n else "" for n, m in module.named_modules()}  # type: ignore[attr-defined]
     out: dict[str, str] = {}
     for main, target in module.get_target_network_pairs():
         for name in target.state_dict():

@@ -202,6 +202,7 @@ def record_episodes(checkpoint: str, output: str, episodes: int, *, explore: boo
     runner = OfflineSingleAgentEnvRunner(config=config, worker_index=0, num_workers=0)
     try:
         runner.restore_from_path(storage.join(checkpoint, "env_runner"))  # connector state (e.g. MeanStdFilter)
+        assert runner.module is not None
         runner.module.restore_from_path(storage.join(checkpoint, MODULES, "default_policy"))
         done = runner.sample(num_episodes=episodes, explore=explore)
     finally:

@@ -239,8 +239,8 @@ class RestorePlan:
             out += [f"      {name} {list(shape)}" + (f"  <- {names[name]}" if name in names else "")
                     for name, shape in t.params]
             if t.targets:
-                out.append(f"    target networks set from the grafted weights ({len(t.targets)}): "
-                           + ", ".join(f"{a} <- {b}" for a, b in t.targets[:4]) + (" ..." if len(t.targets) > 4 else ""))
+                shown = ", ".join(f"{a} <- {b}" for a, b in t.targets[:4]) + (" ..." if len(t.targets) > 4 else "")
+                out.append(f"    target networks set from the grafted weights ({len(t.targets)}): {shown}")
             if t.kept:
                 out.append(f"    kept as built ({len(t.kept)}): {', '.join(t.kept)}")
             out += [f"    accepted difference {k}: checkpoint {a}, this run {b} (restore.accept)"
@@ -307,6 +307,19 @@ def compare_module(source: ModuleInfo, target_id: str, target_spaces: tuple[Any,
     extra = sorted(set(source.params) - set(target_params))
     shapes = sorted(f"{n}: checkpoint {source.params[n]} vs run {target_params[n]}"
                     for n in set(source.params) & set(target_params) if source.params[n] != target_params[n])
+    if (missing or extra or shapes) and (cls := next((d for d in differing or [] if d[0] == "module_class"), None)):
+        from rlgraft import algorithms
+
+        short = [c.rpartition(".")[2] for c in cls[1:]]
+        pairs = sorted({f"{a.rpartition('.')[2]} -> {b.rpartition('.')[2]}" for a, b in algorithms.ALIKE})
+        raise RlgraftError(
+            f"the checkpoint's module is a {short[0]} and this run's a {short[1]} for {where}: other networks, "
+            "not one network under other names",
+            found=" | ".join(p for p in (f"only in this run: {', '.join(missing[:4])}" if missing else "",
+                                         f"only in the checkpoint: {', '.join(extra[:4])}" if extra else "") if p),
+            fix=f"restore into a run of the algorithm the checkpoint was trained with (or one whose default module "
+                f"is the same class); rlgraft grafts across these default modules: {', '.join(pairs)}; to copy only "
+                "parameters both have, name them with restore.params=[GLOB]")
     if missing or extra or shapes:
         parts = []
         if shapes:
@@ -317,7 +330,7 @@ def compare_module(source: ModuleInfo, target_id: str, target_spaces: tuple[Any,
             parts.append("only in the checkpoint: " + ", ".join(extra[:6]))
         hidden = source.model_config.get("fcnet_hiddens")
         settings = [f"{architecture.option_of(k)}={architecture.cli_value(a)}" for k, a, _ in differing or []
-                    if k.startswith("model_config.")]
+                    if k.startswith("model_config.") and a != architecture.ABSENT]
         if settings:
             parts.append("settings that differ: " + "; ".join(f"{k}: checkpoint {a}, this run {b}"
                                                              for k, a, b in (differing or [])[:6]))
@@ -511,9 +524,9 @@ def check_renamed(source: ModuleInfo, target_id: str, target_params: dict[str, t
         raise RlgraftError(
             f"the policy network of {where} does not fit this run's: "
             + ("no parameter corresponds" if not names else "shapes differ"),
-            found="; ".join(bad[:6]) or f"checkpoint parameters: {', '.join(sorted(source.params)[:8])}",
-            fix="build the new run with the checkpoint's network"
-                + (f", e.g. algo.rl_module.model_config.fcnet_hiddens=[{','.join(map(str, hidden))}]" if hidden else ""))
+            found="; ".join(bad[:6]) or "checkpoint parameters: " + ", ".join(sorted(source.params)[:8]),
+            fix="build the new run with the checkpoint's network" + (
+                f", e.g. algo.rl_module.model_config.fcnet_hiddens=[{','.join(map(str, hidden))}]" if hidden else ""))
 
 
 def component_source(checkpoint: str, source: str) -> Any:

@@ -355,8 +355,8 @@ def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any,
 
 
 def _describe(demand: dict[str, Any]) -> str:
-    data = (f"; the offline data pipeline (algo.offline_data.map_batches_kwargs, one read task) {demand['data_cpus']:g} "
-            "CPU" if demand.get("data_cpus") else "")
+    data = (f"; the offline data pipeline (algo.offline_data.map_batches_kwargs, one read task) "
+            f"{demand['data_cpus']:g} CPU" if demand.get("data_cpus") else "")
     return f"{len(demand['bundles'])} bundles: " + ", ".join(_fmt(b) for b in demand["bundles"]) + data
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+
+T = TypeVar("T")
 
 
 class Budget(enum.Enum):
@@ -298,16 +300,17 @@ def to_config(cfg: DictConfig | Config) -> Config:
 
 def to_evaluate_config(cfg: DictConfig | EvaluateConfig) -> EvaluateConfig:
     """DictConfig -> typed EvaluateConfig (evaluate and export)."""
-    if isinstance(cfg, EvaluateConfig):
-        return cfg
-    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), cfg))
-    assert isinstance(obj, EvaluateConfig)
-    return obj
+    return _typed(cfg, EvaluateConfig)
 
 
 def to_record_config(cfg: DictConfig | RecordConfig) -> RecordConfig:
-    if isinstance(cfg, RecordConfig):
+    """DictConfig -> typed RecordConfig (record)."""
+    return _typed(cfg, RecordConfig)
+
+
+def _typed(cfg: Any, cls: type[T]) -> T:
+    if isinstance(cfg, cls):
         return cfg
-    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RecordConfig), cfg))
-    assert isinstance(obj, RecordConfig)
+    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), cfg))
+    assert isinstance(obj, cls)
     return obj

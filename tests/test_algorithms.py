@@ -1,0 +1,194 @@
+"""Beyond PPO: RLlib's other algorithms from `algo=`, their restores (target networks included), grafts
+across algorithms where the modules allow and refusals where they do not, and behaviour cloning from
+recorded episodes fine-tuned by PPO."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+import rlgraft
+from rlgraft import algo, configs, recording, restore, runtime, schema
+from rlgraft.errors import RlgraftError
+from tests.conftest import TINY, tree_digest
+
+QUIET = {"printer": lambda *_: None}
+ONLINE = {"appo": ("APPOConfig", "ray.rllib.algorithms.appo"),
+          "impala": ("IMPALAConfig", "ray.rllib.algorithms.impala"),
+          "sac": ("SACConfig", "ray.rllib.algorithms.sac"), "dqn": ("DQNConfig", "ray.rllib.algorithms.dqn")}
+ENV = {"appo": "CartPole-v1", "impala": "CartPole-v1", "sac": "Pendulum-v1", "dqn": "CartPole-v1",
+       "bc": "CartPole-v1", "marwil": "CartPole-v1"}
+# Tiny off-policy runs: a few hundred steps, learning from the 50th, 32-sample batches, a small net.
+TINY_OFF_POLICY = ["algo.training.num_steps_sampled_before_learning_starts=50",
+                   "algo.training.train_batch_size_per_learner=32",
+                   "+algo.reporting.min_sample_timesteps_per_iteration=100",
+                   "algo.rl_module.model_config.fcnet_hiddens=[16]"]
+TINY_RUNS = {
+    "dqn": ["algo=dqn", "env.id=CartPole-v1", *TINY_OFF_POLICY],
+    "sac": ["algo=sac", "env.id=Pendulum-v1", *TINY_OFF_POLICY],
+    "appo": ["algo=appo", "env.id=CartPole-v1", "algo.training.train_batch_size_per_learner=128",
+             "algo.rl_module.model_config.fcnet_hiddens=[16]"],
+}
+TARGET_PREFIX = {"dqn": "_target_", "sac": "target_", "appo": "_old_"}
+
+
+def compose(*overrides: str, stop: int = 300) -> object:
+    return rlgraft.compose(["~experiment", "seed=0", f"stop.num_env_steps_sampled_lifetime={stop}", *overrides])
+
+
+@pytest.mark.parametrize("group", sorted(ONLINE))
+def test_algo_group_is_rllibs_config(group):
+    """`algo=<group>` with no preset builds exactly RLlib's XConfig(), but for what rlgraft manages."""
+    import importlib
+
+    cls_name, module = ONLINE[group]
+    built = algo.build(schema.to_config(rlgraft.compose([f"algo={group}", f"env.id={ENV[group]}", "~experiment",
+                                                         "seed=null"]))).to_dict()
+    plain_config = getattr(importlib.import_module(module), cls_name)().environment(ENV[group])
+    plain_config.validate()
+    plain = plain_config.to_dict()
+    differs = {k for k in plain if repr(plain[k]) != repr(built.get(k))}
+    assert differs == set(), {k: (plain[k], built.get(k)) for k in differs}
+
+
+@pytest.mark.parametrize("group", ["bc", "marwil"])
+def test_offline_group_is_rllibs_config_but_data_and_spaces(group, tmp_path):
+    """An offline algorithm: RLlib's config, but for the recorded data named, the env's spaces handed over
+    (RLlib's validate() wants them) and the data pipeline fitted (`algorithms.DATA_PIPELINE`)."""
+    import gymnasium as gym
+    from ray.rllib.algorithms.bc import BCConfig
+    from ray.rllib.algorithms.marwil import MARWILConfig
+
+    data = ["algo.offline_data.input_=[/data]", "algo.offline_data.dataset_num_iters_per_learner=1"]
+    built = algo.build(schema.to_config(rlgraft.compose([f"algo={group}", "env.id=CartPole-v1", "~experiment",
+                                                         "seed=null", *data]))).to_dict()
+    env = gym.make("CartPole-v1")
+    plain_config = {"bc": BCConfig, "marwil": MARWILConfig}[group]().environment(
+        "CartPole-v1", observation_space=env.observation_space, action_space=env.action_space).offline_data(
+        input_=["/data"], dataset_num_iters_per_learner=1, map_batches_kwargs={"concurrency": 1, "num_cpus": 0})
+    plain_config.validate()
+    plain = plain_config.to_dict()
+    differs = {k for k in plain if repr(plain[k]) != repr(built.get(k))}
+    assert differs == set(), {k: (plain[k], built.get(k)) for k in differs}
+
+
+def test_offline_algorithm_without_data_names_the_way_to_record_it():
+    with pytest.raises(RlgraftError, match="rlgraft record") as err:
+        algo.build(schema.to_config(compose("algo=bc", "env.id=CartPole-v1")))
+    assert "algo.offline_data.input_" in str(err.value)
+
+
+def test_offline_data_pipeline_is_fitted_and_an_oversized_one_refused():
+    """RLlib's default pool (2 actors of 1 CPU) and its read task cannot both run beside the trial on 2 CPUs
+    (measured: it waits forever); rlgraft fits one sharing actor, and refuses a pool the cluster cannot hold."""
+    base = ["experiment=bc_cartpole", "algo.offline_data.input_=[/data]"]
+    fitted = algo.build(schema.to_config(rlgraft.compose(base)))
+    assert fitted.map_batches_kwargs == {"concurrency": 1, "num_cpus": 0}
+    assert algo.resource_request(fitted)["data_cpus"] == 1.0  # the read task
+    c = schema.to_config(rlgraft.compose([*base, "+algo.offline_data.map_batches_kwargs={concurrency:2,num_cpus:1}"]))
+    with pytest.raises(RlgraftError, match="offline data pipeline"):
+        runtime.fit(c, {"CPU": 2.0}, 1, lambda n: algo.resource_request(algo.build(c, num_env_runners=n)),
+                    node_resources=[{"CPU": 2.0}])
+
+
+def test_an_algorithm_typo_and_a_ppo_key_in_another_algorithm_are_refused():
+    with pytest.raises(RlgraftError, match="not an RLlib algorithm"):
+        algo.build(schema.to_config(compose("algo.name=SACC")))
+    with pytest.raises(RlgraftError, match=r"algo.training.lambda_. is not an option of RLlib's SACConfig"):
+        algo.build(schema.to_config(compose("algo=sac", "+algo.training.lambda_=0.9")))
+
+
+# --------------------------------------------------------------------------- real runs
+@pytest.fixture(scope="module")
+def cartpole_ppo(ray_runtime, tmp_path_factory):
+    """A tiny PPO run on CartPole ([16,16]); its summary."""
+    cfg = rlgraft.compose(["~experiment", "env.id=CartPole-v1", *TINY])
+    return rlgraft.run(cfg, output_dir=str(tmp_path_factory.mktemp("cartpole_ppo")), **QUIET)
+
+
+def plan_of(cfg, output_dir: Path) -> restore.RestorePlan:
+    c = configs.prepare(cfg, output_dir=str(output_dir))
+    return restore.plan(c, algo.build(c))
+
+
+@pytest.mark.parametrize("name", ["sac", pytest.param("dqn", marks=pytest.mark.slow),
+                                  pytest.param("appo", marks=pytest.mark.slow)])
+def test_full_restore_of_an_algorithm_with_target_networks(name, ray_runtime, tmp_path):
+    """A whole DQN / SAC / APPO run goes on from its checkpoint: weights and target networks verified on the
+    learner, counters continued, the source untouched. RLlib's new stack saves no replay buffer."""
+    first = rlgraft.run(compose(*TINY_RUNS[name]), output_dir=str(tmp_path / "first"), **QUIET)
+    source = first["checkpoint"]
+    before = tree_digest(source)
+    assert not [p for p in Path(source).rglob("*") if "replay" in p.name.lower() or "buffer" in p.name.lower()]
+    cfg = compose(*TINY_RUNS[name], f"+resume={source}", stop=first["env_steps"] + 200)
+    params = [n for n, _ in plan_of(cfg, tmp_path / "plan").callback.transfers[0].params]
+    assert any(n.startswith(TARGET_PREFIX[name]) for n in params), params  # target networks compared and carried
+    out = rlgraft.run(cfg, output_dir=str(tmp_path / "resumed"), **QUIET)
+    report = out["restore"]["reports"][0]
+    assert report["verified"] and report["full"] and out["iterations"] > first["iterations"]
+    assert out["env_steps"] >= first["env_steps"] + 200
+    assert tree_digest(source) == before
+
+
+def test_ppo_into_appo_sets_the_target_networks_from_the_grafted_weights(cartpole_ppo, ray_runtime, tmp_path):
+    """PPO's module goes into APPO's (the same network, plus target networks): the plan names the targets,
+    and on the learner they equal the grafted weights (the check fails the run if they still follow the
+    random build, as they would without rlgraft setting them)."""
+    cfg = compose(*TINY_RUNS["appo"], "algo.rl_module.model_config.fcnet_hiddens=[16,16]",
+                  f"+resume={cartpole_ppo['checkpoint']}", "restore.modules={default_policy:default_policy}")
+    t = plan_of(cfg, tmp_path / "plan").callback.transfers[0]
+    assert t.classes and t.classes[1].endswith("DefaultAPPOTorchRLModule") and not t.kept
+    assert {a for a, _ in t.targets} and all(a.startswith("_old_") for a, _ in t.targets)
+    out = rlgraft.run(cfg, output_dir=str(tmp_path / "run"), **QUIET)
+    row = out["restore"]["reports"][0]["modules"][0]
+    assert out["restore"]["reports"][0]["verified"] and row["learner_matches_source"]
+    assert row["targets_set"] == len(t.targets) > 0
+
+
+def test_ppo_into_dqn_is_refused_naming_what_differs(cartpole_ppo, tmp_path):
+    cfg = compose(*TINY_RUNS["dqn"], "algo.rl_module.model_config.fcnet_hiddens=[16,16]",
+                  f"+resume={cartpole_ppo['checkpoint']}", "restore.modules={default_policy:default_policy}")
+    with pytest.raises(RlgraftError, match="DefaultPPOTorchRLModule and this run's a DefaultDQNTorchRLModule") as err:
+        plan_of(cfg, tmp_path)
+    text = str(err.value)
+    assert "only in this run: _target_" in text and "BC" in text and "restore.params" in text
+
+
+def test_record_refuses_a_multi_agent_checkpoint_and_a_used_folder(multi_run, cartpole_ppo, tmp_path):
+    with pytest.raises(RlgraftError, match="multi-agent"):
+        recording.record_checkpoint(schema.RecordConfig(checkpoint=multi_run["checkpoint"], episodes=2), str(tmp_path))
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "x.parquet").write_text("")
+    with pytest.raises(RlgraftError, match="already holds files"):
+        recording.record_checkpoint(schema.RecordConfig(checkpoint=cartpole_ppo["checkpoint"], episodes=2,
+                                                        output=str(used)), str(tmp_path))
+
+
+@pytest.mark.slow
+def test_record_then_clone_with_bc_then_fine_tune_with_ppo(cartpole_ppo, ray_runtime, tmp_path):
+    """The offline-to-online workflow from config: episodes recorded from a PPO policy in RLlib's format, BC
+    trained on them, its policy grafted into PPO's actor (under PPO's names) with the value branch as built."""
+    source = cartpole_ppo["checkpoint"]
+    before = tree_digest(source)
+    rec = recording.record_checkpoint(schema.RecordConfig(checkpoint=source, episodes=6), str(tmp_path / "rec"))
+    assert rec["episodes"] == 6 and recording.read_back(Path(rec["output"]))[1] == 6
+    assert json.loads((tmp_path / "rec" / "record.json").read_text())["env_steps"] == rec["env_steps"] > 0
+    net = "algo.rl_module.model_config.fcnet_hiddens=[16,16]"
+    bc = rlgraft.run(rlgraft.compose(["experiment=bc_cartpole", f"algo.offline_data.input_={rec['input_']}", net,
+                                      "stop.training_iteration=2", "algo.evaluation.evaluation_duration=2"]),
+                     output_dir=str(tmp_path / "bc"), **QUIET)
+    assert bc["iterations"] == 2
+    cfg = copy.deepcopy(rlgraft.compose(["experiment=cartpole", *TINY, f"+resume={bc['checkpoint']}",
+                                         "restore.modules={default_policy:default_policy}"]))
+    t = plan_of(cfg, tmp_path / "plan").callback.transfers[0]
+    assert dict(t.renamed)["pi.net.mlp.0.weight"] == "_pi_head.net.mlp.0.weight"
+    assert all(n.startswith(("vf.", "encoder.critic_encoder.")) for n in t.kept) and t.kept
+    out = rlgraft.run(cfg, output_dir=str(tmp_path / "ppo"), **QUIET)
+    row = out["restore"]["reports"][0]["modules"][0]
+    assert out["restore"]["reports"][0]["verified"] and row["learner_matches_source"]
+    assert set(row["kept_as_built"]) == set(t.kept)
+    assert tree_digest(source) == before
