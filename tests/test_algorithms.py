@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import rlgraft
-from rlgraft import algo, configs, recording, restore, runtime, schema
+from rlgraft import algo, configs, evaluation, export, recording, restore, runtime, schema
 from rlgraft.errors import RlgraftError
 from tests.conftest import TINY, tree_digest
 
@@ -131,8 +131,15 @@ def test_full_restore_of_an_algorithm_with_target_networks(name, ray_runtime, tm
     assert report["verified"] and report["full"] and out["iterations"] > first["iterations"]
     assert out["env_steps"] >= first["env_steps"] + 200
     assert tree_digest(source) == before
+    # and the trained module acts without Ray, and exports (DQN's module returns actions, not a distribution)
+    env = schema.EnvConfig(id=ENV[name])
+    result = evaluation.evaluate(out["checkpoint"], env, episodes=1)
+    assert result["per_module"]["default_policy"]["n"] == 1
+    files = export.export_checkpoint(schema.EvaluateConfig(checkpoint=out["checkpoint"]), str(tmp_path / "export"))
+    assert Path(files["default_policy"]["model"]).is_file()
 
 
+@pytest.mark.slow
 def test_ppo_into_appo_sets_the_target_networks_from_the_grafted_weights(cartpole_ppo, ray_runtime, tmp_path):
     """PPO's module goes into APPO's (the same network, plus target networks): the plan names the targets,
     and on the learner they equal the grafted weights (the check fails the run if they still follow the

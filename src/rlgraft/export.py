@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from rlgraft import checkpoints, discovery
-from rlgraft.policy import Policy, load_policy
+from rlgraft.policy import Policy, deterministic_actions, load_policy
 from rlgraft.schema import EvaluateConfig, to_evaluate_config
 
 
@@ -48,9 +48,7 @@ def export(policy: Policy, out_dir: str | Path, provenance: dict[str, Any]) -> d
             self.register_buffer("high", torch.as_tensor(bounds[1], dtype=torch.float32))
 
         def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            inputs = self.module.forward_inference({"obs": obs})["action_dist_inputs"]
-            dist = self.module.get_inference_action_dist_cls().from_logits(inputs)
-            actions = dist.to_deterministic().sample()
+            actions = deterministic_actions(self.module, self.module.forward_inference({"obs": obs}))
             if self.box and self.normalize:
                 actions = self.low + (actions + 1.0) * (self.high - self.low) / 2.0
                 actions = torch.clamp(actions, self.low, self.high)

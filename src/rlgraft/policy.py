@@ -13,6 +13,14 @@ from rlgraft import checkpointable, checkpoints, discovery, storage
 from rlgraft.errors import RlgraftError
 
 
+def deterministic_actions(module: Any, out: dict[str, Any]) -> Any:
+    """The actions of a module's `forward_inference` output: its own (DQN's argmax over Q-values), or the
+    deterministic action of its distribution (PPO, SAC, BC)."""
+    if "actions" in out:
+        return out["actions"]
+    return module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"]).to_deterministic().sample()
+
+
 @dataclass
 class Policy:
     """obs (one or a batch) -> action(s) in env units; deterministic unless `explore`."""
@@ -34,8 +42,13 @@ class Policy:
             batch = batch[None]
         with torch.no_grad():
             out = self.module.forward_inference({"obs": torch.from_numpy(batch)})
-            dist = self.module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"])
-            actions = (dist.sample() if self.explore else dist.to_deterministic().sample()).numpy()
+            if self.explore and "actions" in out:
+                raise RlgraftError(f"module {self.module_id!r} acts without an action distribution (a Q-network "
+                                   "picks the argmax), so explore=true has nothing to sample from; RLlib's DQN "
+                                   "explores epsilon-greedily in its EnvRunners", fix="drop explore=true")
+            actions = (deterministic_actions(self.module, out) if not self.explore else
+                       self.module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"]).sample()
+                       ).numpy()
         actions = self.to_env(actions)
         return actions[0] if single else actions
 
