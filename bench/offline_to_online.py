@@ -38,14 +38,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runtime.quiet()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    quiet = {"printer": lambda *_: None}
+    quiet = {"printer": lambda *_: None, "skip_finished": True}  # a second call reuses finished runs
     start = time.perf_counter()
     expert = rlgraft.run(rlgraft.compose(["experiment=cartpole", "seed=0"]), output_dir=str(out / "expert"), **quiet)
     print(f"expert: {expert['iterations']} iterations, {expert['env_steps']} env steps, "
           f"{expert['wall_s']:.0f} s, "
           f"return {expert['metrics'].get('env_runners/episode_return_mean'):.1f}", flush=True)
-    rec = recording.record_checkpoint(schema.RecordConfig(checkpoint=expert["checkpoint"], episodes=100),
-                                      str(out / "record"))
+    done = out / "record" / "record.json"
+    rec = json.loads(done.read_text()) if done.is_file() else recording.record_checkpoint(
+        schema.RecordConfig(checkpoint=expert["checkpoint"], episodes=100), str(out / "record"))
     print(f"recorded: {rec['episodes']} episodes, {rec['env_steps']} env steps, return {rec['return']['mean']:.1f}",
           flush=True)
     clone, fine, scratch = {}, {}, {}
@@ -56,7 +57,7 @@ def main() -> None:
                          output_dir=str(out / f"bc-{seed}"), **quiet)
         ev = evaluation.evaluate(bc["checkpoint"], schema.EnvConfig(id="CartPole-v1"), episodes=20, seed=100 + seed)
         clone[seed] = ev["per_module"]["default_policy"]["mean"]
-        base = ["experiment=cartpole", f"seed={seed}", f"stop.training_iteration={iters}",
+        base = ["experiment=cartpole", f"seed={seed}", f"+stop.training_iteration={iters}",
                 "stop.env_runners.episode_return_mean=null"]
         ft = rlgraft.run(rlgraft.compose([*base, f"+resume={bc['checkpoint']}",
                                           "restore.modules={default_policy:default_policy}"]),
