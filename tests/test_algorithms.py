@@ -155,6 +155,15 @@ def test_ppo_into_appo_sets_the_target_networks_from_the_grafted_weights(cartpol
     assert row["targets_set"] == len(t.targets) > 0
 
 
+def test_inspect_names_the_algorithm_and_suggests_a_graft_into_appo(cartpole_ppo):
+    from rlgraft import inspection
+
+    report = inspection.inspect(cartpole_ppo["checkpoint"])
+    assert report["run_config"]["algorithm"] == "PPO"
+    assert any(o.startswith("algo=appo env.id=CartPole-v1 '~experiment' 'restore.modules={default_policy:default_")
+               for o in report["graft_overrides"]), report["graft_overrides"]
+
+
 def test_ppo_into_dqn_is_refused_naming_what_differs(cartpole_ppo, tmp_path):
     cfg = compose(*TINY_RUNS["dqn"], "algo.rl_module.model_config.fcnet_hiddens=[16,16]",
                   f"+resume={cartpole_ppo['checkpoint']}", "restore.modules={default_policy:default_policy}")

@@ -42,6 +42,8 @@ ALIKE: dict[tuple[str, str], Alike] = {
 }
 
 
+# The `algo=` group whose default module each listed class is (for `rlgraft inspect`'s suggestions).
+GROUP_OF_MODULE = {_PPO: "ppo", _APPO: "appo"}
 # Architecture keys a listed pair differs in by construction (each algorithm's own module and catalog class).
 ALIKE_KEYS = frozenset({"module_class", "catalog_class"})
 

@@ -111,9 +111,11 @@ def checkpoint_pipeline(checkpoint: str | Path) -> str | None:
 
 
 def checkpoint_algorithm(checkpoint: str | Path) -> str | None:
-    """The algorithm class of a checkpoint, from the EnvRunner's saved config (read safely)."""
-    path = storage.at(checkpoint) / "env_runner" / "class_and_ctor_args.pkl"
-    if not path.is_file():
+    """The algorithm class of a checkpoint, from the EnvRunner's saved config (read safely); an offline
+    algorithm's checkpoint has only its evaluation EnvRunner."""
+    path = next((p for p in (storage.at(checkpoint) / runner / "class_and_ctor_args.pkl"
+                             for runner in ("env_runner", "eval_env_runner")) if p.is_file()), None)
+    if path is None:
         return None
     try:
         ctor = checkpoints.safe_load(path)

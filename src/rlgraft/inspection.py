@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlgraft import checkpoints, discovery
+from rlgraft import algorithms, architecture, checkpoints, discovery
 
 
 def inspect(path: str, base: str = ".", pick: str = "latest", metric: str = "") -> dict[str, Any]:
@@ -22,28 +22,41 @@ def inspect(path: str, base: str = ".", pick: str = "latest", metric: str = "") 
             "params": {k: list(v) for k, v in m.params.items()},
         } for mid, m in info.modules.items()
     }
-    config = {k: params[k] for k in ("env", "lr", "gamma", "lambda", "num_epochs", "minibatch_size",
-                                     "train_batch_size_per_learner", "num_env_runners", "seed")
-              if k in params}
+    algorithm = (architecture.checkpoint_algorithm(ck) or "PPO").rpartition(".")[2]
+    config = {"algorithm": algorithm} | {k: params[k] for k in (
+        "env", "lr", "gamma", "lambda", "num_epochs", "minibatch_size", "train_batch_size_per_learner",
+        "num_env_runners", "seed") if k in params}
+    first = next(iter(info.modules.values()))
     return {
         "checkpoint": ck, "chosen": how, "ray_version": info.ray_version,
         "checkpoint_version": info.checkpoint_version, "training_iteration": info.training_iteration,
         "env_steps": info.counters.get("num_env_steps_sampled_lifetime"),
         "components": info.components, "modules": modules, "run_config": config,
-        "graft_overrides": graft_overrides(list(info.modules), next(iter(info.modules.values())).model_config),
+        "graft_overrides": graft_overrides(list(info.modules), first.model_config, algorithm,
+                                           str(params.get("env") or "Pendulum-v1"),
+                                           architecture.dotted(first.module_class)),
         "safety": "read with a restricted unpickler: numpy arrays, gymnasium spaces and builtins "
                   "only; classes are named, not imported. " + checkpoints.UNTRUSTED_NOTE,
     }
 
 
-def graft_overrides(modules: list[str], model_config: dict[str, Any]) -> list[str]:
-    """Overrides that graft this checkpoint's modules into common targets (same network)."""
+def graft_overrides(modules: list[str], model_config: dict[str, Any], algorithm: str = "PPO",
+                    env: str = "Pendulum-v1", module_class: str = "") -> list[str]:
+    """Overrides that restore this checkpoint or graft its modules into common targets (same network)."""
     out: list[str] = []
     hidden = model_config.get("fcnet_hiddens")
     net = f" algo.rl_module.model_config.fcnet_hiddens=[{','.join(map(str, hidden))}]" if hidden else ""
+    pendulum_ppo = algorithm == "PPO" and env == "Pendulum-v1"
     if modules == ["default_policy"]:
-        out.append("experiment=multi_pendulum 'restore.modules={p1:default_policy}'")
-        out.append("experiment=multi_pendulum 'restore.modules={p0:default_policy,p1:default_policy}'")
+        if not pendulum_ppo and not algorithms.is_offline(algorithm):  # the same algorithm and env (an offline
+            out.append(f"algo={algorithm.lower()} env.id={env} '~experiment'")  # one needs its data named too)
+        graft = "'restore.modules={default_policy:default_policy}'"
+        for source, target in algorithms.ALIKE:  # into another algorithm whose default module is this network
+            if source == module_class and (group := algorithms.GROUP_OF_MODULE.get(target)):
+                out.append(f"algo={group} env.id={env} '~experiment' {graft}")
+        if pendulum_ppo:
+            out.append("experiment=multi_pendulum 'restore.modules={p1:default_policy}'")
+            out.append("experiment=multi_pendulum 'restore.modules={p0:default_policy,p1:default_policy}'")
     else:
         for m in modules:
             out.append(f"experiment=pendulum 'restore.modules={{default_policy:{m}}}'")
