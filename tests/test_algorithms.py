@@ -184,6 +184,20 @@ def test_record_refuses_a_multi_agent_checkpoint_and_a_used_folder(multi_run, ca
                                                         output=str(used)), str(tmp_path))
 
 
+def test_record_cli_refuses_bad_input_in_one_paragraph(multi_run, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    for args, words in (([f"+checkpoint={multi_run['checkpoint']}"], "multi-agent"),
+                        ([f"+checkpoint={tmp_path}/nothing"], "does not exist"),
+                        ([f"+checkpoint={multi_run['checkpoint']}", "episodes=0"], "nothing to record")):
+        res = subprocess.run([sys.executable, "-m", "experiments.record", *args, f"hydra.run.dir={tmp_path}/out"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr, res.stderr[-1500:]
+
+
 @pytest.mark.slow
 def test_record_then_clone_with_bc_then_fine_tune_with_ppo(cartpole_ppo, ray_runtime, tmp_path):
     """The offline-to-online workflow from config: episodes recorded from a PPO policy in RLlib's format, BC
