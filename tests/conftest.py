@@ -24,6 +24,9 @@ TINY = [
     "stop.num_env_steps_sampled_lifetime=256",
 ]
 
+# Presets that need the user's own data: what a test adds to compose them (bc_cartpole: recorded episodes).
+PRESET_DATA = {"bc_cartpole": ["algo.offline_data.input_=[/data/episodes]"]}
+
 
 @pytest.fixture(scope="session")
 def ray_runtime():

@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException
 import rlgraft
 from rlgraft import algo, configs, envs, schema, search, stopping
 from rlgraft.errors import RlgraftError
+from tests.conftest import PRESET_DATA
 
 
 def typed(overrides: list[str] | None = None) -> schema.Config:
@@ -22,7 +23,7 @@ PRESETS = sorted(p.stem for p in (configs.CONF_DIR / "experiment").glob("*.yaml"
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_builds_an_rllib_config(preset):
-    cfg = typed([f"experiment={preset}"])
+    cfg = typed([f"experiment={preset}", *PRESET_DATA.get(preset, [])])
     config = algo.build(cfg)
     assert config.env == envs.resolve(cfg.env).rllib_env
     assert config.lr == cfg.algo.training.get("lr", type(config)().lr)  # the preset's, or RLlib's default

@@ -13,7 +13,7 @@ import pytest
 
 import rlgraft
 from rlgraft import algo, configs, rules, schema
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import PRESET_DATA, ROOT, TINY, run_cli
 
 # (override, words the message must hold). Every group: an unknown key and a wrong-typed value; every
 # bounded option: a value outside its range; the rows of the table.
@@ -160,7 +160,8 @@ def test_quoted_policy_mapping_works(tmp_path):
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (configs.CONF_DIR / "experiment").glob("*.yaml")))
 def test_every_preset_passes_every_check(preset):
-    c = configs.prepare(rlgraft.compose([f"experiment={preset}"]), output_dir="/tmp/rlgraft-never-written")
+    c = configs.prepare(rlgraft.compose([f"experiment={preset}", *PRESET_DATA.get(preset, [])]),
+                         output_dir="/tmp/rlgraft-never-written")
     algo.build(c)  # includes RLlib's validate()
 
 
