@@ -105,8 +105,8 @@ def correspondence(source_class: str, target_class: str, source: set[str], targe
     """Run parameter name -> checkpoint parameter name, for two module classes the table lists (`{}` if it
     does not); of a prefix's candidates, the first under which the run's module has parameters."""
     out: dict[str, str] = {}
-    for src_prefix, candidates in ALIKE[(source_class, target_class)].prefixes if alike(source_class, target_class) \
-            else ():
+    pair = ALIKE.get((source_class, target_class))
+    for src_prefix, candidates in pair.prefixes if pair else ():
         for dst_prefix in candidates:
             names = {dst_prefix + n.removeprefix(src_prefix): n for n in source if n.startswith(src_prefix)}
             hits = {d: s for d, s in names.items() if d in target}

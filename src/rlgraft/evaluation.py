@@ -74,8 +74,8 @@ def evaluate(checkpoint: str, env: EnvConfig, episodes: int = 10, explore: bool 
     for agent in resolved.agents:
         per_module.setdefault(resolved.module_of(agent), []).extend(returns[label[agent]])
     result: dict[str, Any] = {"checkpoint": checkpoint, "episodes": episodes, "explore": explore,
-                              "per_agent": {a: _stats(r) for a, r in returns.items() if r},
-                              "per_module": {m: _stats(r) for m, r in per_module.items() if r}}
+                              "per_agent": {a: stats(r) for a, r in returns.items() if r},
+                              "per_module": {m: stats(r) for m, r in per_module.items() if r}}
     if render_to and frames:
         import imageio.v2 as imageio
 
@@ -129,7 +129,8 @@ def render_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _stats(r: list[float]) -> dict[str, float]:
+def stats(r: list[float]) -> dict[str, float]:
+    """Mean, std, min, max and count of returns."""
     a = np.asarray(r)
     return {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max()),
             "n": int(a.size)}

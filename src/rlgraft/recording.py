@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig
 
 from rlgraft import checkpointable, checkpoints, discovery, storage
 from rlgraft.errors import RlgraftError
+from rlgraft.evaluation import stats
 from rlgraft.schema import RecordConfig, to_record_config
 
 
@@ -50,12 +50,10 @@ def record_checkpoint(cfg: DictConfig | RecordConfig, output_dir: str) -> dict[s
     if written != c.episodes:
         raise RlgraftError(f"RLlib's recorder wrote {written} of {c.episodes} episodes to `{out}` (it logs a failed "
                            "write and goes on)", fix="check the folder is writable and has space, then record again")
-    returns = np.asarray(episodes)
     result = {"checkpoint": ck, "episodes": c.episodes, "explore": c.explore, "seed": c.seed,
               "output": str(out), "input_": [str(p) for p in sorted({f.parent.parent for f in files})],
               "env_steps": sum(_lengths(files)),
-              "return": {"mean": float(returns.mean()), "std": float(returns.std()),
-                         "min": float(returns.min()), "max": float(returns.max())}}
+              "return": stats(episodes)}
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     (Path(output_dir) / "record.json").write_text(json.dumps(result, indent=2))
     return result

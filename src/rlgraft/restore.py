@@ -308,8 +308,6 @@ def compare_module(source: ModuleInfo, target_id: str, target_spaces: tuple[Any,
     shapes = sorted(f"{n}: checkpoint {source.params[n]} vs run {target_params[n]}"
                     for n in set(source.params) & set(target_params) if source.params[n] != target_params[n])
     if (missing or extra or shapes) and (cls := next((d for d in differing or [] if d[0] == "module_class"), None)):
-        from rlgraft import algorithms
-
         short = [c.rpartition(".")[2] for c in cls[1:]]
         pairs = sorted({f"{a.rpartition('.')[2]} -> {b.rpartition('.')[2]}" for a, b in algorithms.ALIKE})
         raise RlgraftError(
@@ -453,7 +451,7 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
         return ()
     specs = algo.module_specs(config, spaces)  # RLlib wants spaces for every module of the run
     source_pipeline = architecture.checkpoint_pipeline(info.path) if connectors is not None else None
-    algorithms_ = (architecture.checkpoint_algorithm(info.path), architecture.dotted(config.algo_class)) if full \
+    algorithm_names = (architecture.checkpoint_algorithm(info.path), architecture.dotted(config.algo_class)) if full \
         else (None, None)
     built: dict[str, tuple[Any, dict[str, str]]] = {}  # target -> (module, its target networks' parameters)
     found: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
@@ -467,9 +465,9 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
         module, follows = built[target]
         shapes = param_shapes(module)
         run = architecture.of_built(module, connectors if source_pipeline is not None else None,
-                                    algorithms_[1] if algorithms_[0] else None)
+                                    algorithm_names[1] if algorithm_names[0] else None)
         ckpt = architecture.of_module(source.module_class, source.catalog_class, source.model_config,
-                                      source_pipeline, algorithms_[0])
+                                      source_pipeline, algorithm_names[0])
         pair = (target, source.module_id)
         classes = (ckpt["module_class"], run["module_class"])
         if pair in mapping.items() and algorithms.alike(*classes):
