@@ -9,7 +9,7 @@ from ray.rllib.algorithms.ppo import PPOConfig
 
 storage = tempfile.mkdtemp(prefix="naive-sweep-")
 for seed in range(4):
-    ray.init()
+    ray.init(address="local")  # not a stale /tmp/ray/ray_current_cluster
     config = (
         PPOConfig()
         .environment("Pendulum-v1")

@@ -211,7 +211,9 @@ def test_plain_rllib_opens_rlgraft_checkpoints(kind, single_run, multi_run, tmp_
     """The seed's cells in a fresh process that never imports rlgraft, and registers nothing."""
     run = single_run if kind == "single" else multi_run
     module = "default_policy" if kind == "single" else "p1"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS")}
+    # RAY_ADDRESS=local: a plain ray.init() joins whatever address /tmp/ray/ray_current_cluster holds (another
+    # test's cluster, or this session's runtime); CI saw that join hang on a dead address for 300 s.
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "RAY_ADDRESS": "local"}
     res = subprocess.run([sys.executable, "-c", PLAIN, run["checkpoint"], module], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300, env=env)
     line = next((x for x in res.stdout.splitlines() if x.startswith("PLAIN")), None)
