@@ -75,6 +75,18 @@ def test_offline_group_is_rllibs_config_but_data_and_spaces(group, tmp_path):
     assert differs == set(), {k: (plain[k], built.get(k)) for k in differs}
 
 
+@pytest.mark.parametrize("group", ["sac", "dqn"])
+def test_a_yaml_list_reaches_rllib_as_the_tuple_its_builder_takes(group):
+    """YAML has no tuples: `n_step: [2, 5]` (a range RLlib samples from) must arrive as (2, 5), since RLlib
+    tells a range from one n-step with isinstance(n_step, tuple); a list schedule stays a list."""
+    lr = {"dqn": "lr", "sac": "actor_lr"}[group]  # SAC: one rate per part, and lr null
+    built = algo.build(schema.to_config(compose(f"algo={group}", f"env.id={ENV[group]}", "algo.training.n_step=[2,5]",
+                                                f"+algo.training.{lr}=[[0,0.001],[100,0.0001]]",
+                                                *(["algo.training.lr=null"] if group == "sac" else []))))
+    assert built.n_step == (2, 5) and isinstance(built.n_step, tuple)
+    assert getattr(built, lr) == [[0, 0.001], [100, 0.0001]]
+
+
 def test_offline_algorithm_without_data_names_the_way_to_record_it():
     with pytest.raises(RlgraftError, match="rlgraft record") as err:
         algo.build(schema.to_config(compose("algo=bc", "env.id=CartPole-v1")))

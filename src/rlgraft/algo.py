@@ -62,6 +62,24 @@ def builder_params(cls: type, method: str) -> frozenset[str]:
     return frozenset(names)
 
 
+@cache
+def tuple_params(cls: type, method: str) -> frozenset[str]:
+    """Options a builder takes as a tuple and not as a list (`n_step: int | Tuple[int, int]`). YAML has no
+    tuples, and RLlib tells a range from a number with `isinstance(n_step, tuple)`: a list [2, 5] would pass
+    validate() and then be used as one n-step."""
+    import typing
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        fn = klass.__dict__.get(method)
+        for p in inspect.signature(fn).parameters.values() if fn is not None else ():
+            args = typing.get_args(p.annotation) or (p.annotation,)
+            origins = {typing.get_origin(a) for a in args}
+            if tuple in origins and list not in origins:
+                names.add(p.name)
+    return frozenset(names)
+
+
 def check_section(config_cls: type, section: str, options: dict[str, Any]) -> None:
     allowed = builder_params(config_cls, section)
     for key in options:
@@ -119,6 +137,8 @@ def build(cfg: Config, *, num_env_runners: int | None = None) -> Any:
     for section in SECTIONS:
         check_section(type(config), section, options(cfg, section))
         opts = built_options(cfg, section, env.multi_agent)
+        opts.update({k: tuple(v) for k, v in opts.items()
+                     if isinstance(v, list) and k in tuple_params(type(config), section)})
         if section == "env_runners" and num_env_runners is not None:
             opts["num_env_runners"] = num_env_runners
         if section == "offline_data" and (pipeline := algorithms.data_pipeline(cfg.algo.name,
