@@ -133,12 +133,13 @@ def build(cfg: Config, *, num_env_runners: int | None = None) -> Any:
     gymnasium id or an importable object, so the checkpoint's config opens in plain RLlib."""
     cls = algo_class(cfg.algo.name)
     config = cls.get_default_config()
+    config_cls: type = config.__class__
     env = envs.resolve(cfg.env)
     for section in SECTIONS:
-        check_section(type(config), section, options(cfg, section))
+        check_section(config_cls, section, options(cfg, section))
         opts = built_options(cfg, section, env.multi_agent)
         opts.update({k: tuple(v) for k, v in opts.items()
-                     if isinstance(v, list) and k in tuple_params(type(config), section)})
+                     if isinstance(v, list) and k in tuple_params(config_cls, section)})
         if section == "env_runners" and num_env_runners is not None:
             opts["num_env_runners"] = num_env_runners
         if section == "offline_data" and (pipeline := algorithms.data_pipeline(cfg.algo.name,
