@@ -2,9 +2,13 @@
 
     python bench/algorithms.py [SEEDS=3] [PRESET ...]   (default: sac_pendulum dqn_cartpole appo_cartpole)
 
+SEEDS is a count (0..N-1) or a list such as 1,2. Each run's figures go to bench-out/algorithms/PRESET-SEED.json,
+and the medians are over every run found there, so seeds measured in two invocations count together.
+
 Each preset is RLlib's tuned example for that algorithm and task, with its pass criterion as the stop (return
 threshold within a step budget). Prints per run the wall time from process start to exit, the env steps, the
-return reached and whether it solved; then the medians per preset. Writes bench-out/algorithms.json.
+return reached and whether it solved, and the stopped policy's mean return on 20 fresh deterministic episodes
+(`rlgraft evaluate`, after the timing: RLlib's statistic is a short moving window); then the medians.
 """
 
 from __future__ import annotations
@@ -20,11 +24,22 @@ from common import ROOT, machine, run_logged
 
 from rlgraft.stopping import reached, stop_thresholds
 
-seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+
+def evaluated(run_dir: Path, to: Path) -> float:
+    """The run's last checkpoint on 20 deterministic episodes (seed 100), a fresh process."""
+    run_logged([sys.executable, "-m", "experiments.evaluate", f"+checkpoint={run_dir}", "episodes=20", "seed=100",
+                f"hydra.run.dir={to}"])
+    result = json.loads((to / "evaluation.json").read_text())
+    return next(iter(result["per_module"].values()))["mean"]
+
+
+arg = sys.argv[1] if len(sys.argv) > 1 else "3"
+seeds = [int(x) for x in arg.split(",")] if "," in arg else list(range(int(arg)))
 presets = sys.argv[2:] or ["sac_pendulum", "dqn_cartpole", "appo_cartpole"]
 out = Path(tempfile.mkdtemp(prefix="rlgraft-algorithms-"))
-rows: dict[str, list[dict]] = {p: [] for p in presets}
-for seed in range(seeds):
+saved = ROOT / "bench-out" / "algorithms"
+saved.mkdir(parents=True, exist_ok=True)
+for seed in seeds:
     for preset in presets:
         run_dir = out / f"{preset}-{seed}"
         start = time.perf_counter()
@@ -36,17 +51,20 @@ for seed in range(seeds):
         (key, threshold), = goal.items()
         row = {"seed": seed, "wall_s": round(took, 1), "env_steps": s["env_steps"], "iterations": s["iterations"],
                "return": s["metrics"].get(key), "threshold": threshold,
-               "solved": reached(s["metrics"], key, threshold)}
-        rows[preset].append(row)
+               "solved": reached(s["metrics"], key, threshold), "run_dir": str(run_dir),
+               "evaluated_20": evaluated(run_dir, out / f"{preset}-{seed}-evaluate")}
+        (saved / f"{preset}-{seed}.json").write_text(json.dumps({**row, "machine": machine()}))
         print(f"seed {seed}: {preset:>14} {took:7.1f} s, env steps {row['env_steps']:7d}, "
-              f"return {row['return']:8.1f} (goal {threshold}), solved {row['solved']}", flush=True)
+              f"return {row['return']:8.1f} (goal {threshold}), solved {row['solved']}; "
+              f"evaluated {row['evaluated_20']:.1f}", flush=True)
 
 print(machine())
+rows = {p: [json.loads(f.read_text()) for f in sorted(saved.glob(f"{p}-*.json"))] for p in presets}
 result = {"machine": machine(), "runs": rows, "median": {}}
 for preset, rs in rows.items():
     med = {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "env_steps")}
     result["median"][preset] = med
-    print(f"{preset:>14}: median {med['wall_s']:7.1f} s, {med['env_steps']:9.0f} env steps; "
-          f"solved {sum(r['solved'] for r in rs)}/{len(rs)}")
-(ROOT / "bench-out").mkdir(exist_ok=True)
-(ROOT / "bench-out" / "algorithms.json").write_text(json.dumps(result, indent=2))
+    print(f"{preset:>14}: {len(rs)} runs (seeds {[r['seed'] for r in rs]}), median {med['wall_s']:7.1f} s, "
+          f"{med['env_steps']:9.0f} env steps; solved {sum(r['solved'] for r in rs)}/{len(rs)}; evaluated "
+          f"{[round(r['evaluated_20'], 1) if 'evaluated_20' in r else None for r in rs]}")
+(saved / "summary.json").write_text(json.dumps(result, indent=2))
