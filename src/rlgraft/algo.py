@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -49,17 +50,19 @@ def algo_class(name: str) -> Any:
     return cls
 
 
-@cache
-def builder_params(cls: type, method: str) -> frozenset[str]:
-    """Named keyword arguments a builder accepts, across the class hierarchy (subclasses pass **kwargs up)."""
-    names: set[str] = set()
+def _parameters(cls: type, method: str) -> Iterator[inspect.Parameter]:
+    """A builder's named keyword parameters, across the class hierarchy (subclasses pass **kwargs up)."""
     for klass in cls.__mro__:
         fn = klass.__dict__.get(method)
-        if fn is None:
-            continue
-        names |= {p.name for p in inspect.signature(fn).parameters.values()
-                  if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
-    return frozenset(names)
+        for p in inspect.signature(fn).parameters.values() if fn is not None else ():
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self":
+                yield p
+
+
+@cache
+def builder_params(cls: type, method: str) -> frozenset[str]:
+    """Named keyword arguments a builder accepts."""
+    return frozenset(p.name for p in _parameters(cls, method))
 
 
 @cache
@@ -69,15 +72,11 @@ def tuple_params(cls: type, method: str) -> frozenset[str]:
     validate() and then be used as one n-step."""
     import typing
 
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        fn = klass.__dict__.get(method)
-        for p in inspect.signature(fn).parameters.values() if fn is not None else ():
-            args = typing.get_args(p.annotation) or (p.annotation,)
-            origins = {typing.get_origin(a) for a in args}
-            if tuple in origins and list not in origins:
-                names.add(p.name)
-    return frozenset(names)
+    def takes_tuple_only(p: inspect.Parameter) -> bool:
+        origins = {typing.get_origin(a) for a in typing.get_args(p.annotation) or (p.annotation,)}
+        return tuple in origins and list not in origins
+
+    return frozenset(p.name for p in _parameters(cls, method) if takes_tuple_only(p))
 
 
 def check_section(config_cls: type, section: str, options: dict[str, Any]) -> None:
