@@ -234,3 +234,38 @@ def test_record_then_clone_with_bc_then_fine_tune_with_ppo(cartpole_ppo, ray_run
     assert out["restore"]["reports"][0]["verified"] and row["learner_matches_source"]
     assert set(row["kept_as_built"]) == set(t.kept)
     assert tree_digest(source) == before
+
+
+def test_another_algorithm_under_a_ppo_preset_is_told_which_preset_to_pick(tmp_path):
+    """`algo=sac` alone keeps the default (PPO) experiment preset: the refusal names the preset, the options it
+    set that SAC does not take, and SAC's own preset; without a preset SAC builds from RLlib's defaults."""
+    with pytest.raises(RlgraftError) as err:
+        algo.build(configs.prepare(rlgraft.compose(["algo=sac"]), str(tmp_path)))
+    text = str(err.value)
+    assert "preset `pendulum`" in text and "made for algo=ppo" in text and "algo.training.lambda_" in text
+    assert "experiment=sac_pendulum" in text and "~experiment" in text
+    assert algo.build(configs.prepare(rlgraft.compose(["algo=sac", "~experiment"]), str(tmp_path))).actor_lr > 0
+    assert algo.presets_for("DQN") == ["dqn_cartpole"]
+
+
+@pytest.mark.slow
+def test_a_dqn_sweep_searches_its_own_options_in_concurrent_jobs(tmp_path):
+    """Goal 5 beyond PPO: concurrent sweep jobs (`hydra/launcher=rlgraft`), each a Tune grid over a DQN-only
+    option, run DQN trials with the searched values; an option DQN does not have is refused before Ray."""
+    from tests.conftest import run_cli
+
+    base = ["-m", "hydra/launcher=rlgraft", "~experiment", *TINY_RUNS["dqn"], "stop.num_env_steps_sampled_lifetime=200"]
+    wrong = run_cli(*base, "seed=0", "+tune.search.training.clip_param={grid:[0.1,0.2]}",
+                    f"hydra.sweep.dir={tmp_path / 'wrong'}", timeout=300)
+    assert wrong.returncode != 0 and "clip_param" in wrong.stderr
+    assert not list((tmp_path / "wrong").glob("*/tune/*/DQN_*")), "refused before any trial started"
+    res = run_cli(*base, "seed=0,1", "+tune.search.training.target_network_update_freq={grid:[100,200]}",
+                  f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "rlgraft launcher: 2 jobs, 2 at a time" in res.stderr + res.stdout
+    for job in ("0", "1"):
+        s = json.loads((tmp_path / "sweep" / job / "summary.json").read_text())
+        assert s["status"] == "ok" and len(s["trials"]) == 2
+        assert {t["config"]["target_network_update_freq"] for t in s["trials"]} == {100, 200}
+        assert all(Path(t["path"]).name.startswith("DQN_") and t["env_steps"] >= 200 for t in s["trials"])
+    assert (tmp_path / "sweep" / "sweep.md").is_file()

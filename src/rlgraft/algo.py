@@ -117,6 +117,37 @@ def check_section(config_cls: type, section: str, options: dict[str, Any]) -> No
                     fix=f"correct or remove `algo.rl_module.model_config.{key}`")
 
 
+def check_preset(cfg: Config, config_cls: type) -> None:
+    """`algo=sac` on its own keeps the default experiment preset, made for PPO: name the preset as the
+    source of the options SAC does not take, rather than the options alone (the user never wrote them)."""
+    from rlgraft.configs import preset_algo_options
+
+    preset = preset_algo_options(cfg.name)
+    if not preset or preset[0] == cfg.algo.name.lower():
+        return
+    made_for, sections = preset
+    foreign = sorted(f"algo.{section}.{key}" for section, keys in sections.items() if section in SECTIONS
+                     for key in keys if key not in builder_params(config_cls, section)
+                     and getattr(cfg.algo, section).get(key) is not None)
+    if foreign:
+        ours = [f"experiment={n}" for n in presets_for(cfg.algo.name)]
+        raise RlgraftError(
+            f"algo={cfg.algo.name.lower()} runs with the experiment preset `{cfg.name}` (the default unless "
+            f"experiment= picks another), which is made for algo={made_for} and sets options RLlib's "
+            f"{config_cls.__name__} does not take: {', '.join(foreign)}",
+            fix=(f"pick a preset made for {cfg.algo.name} ({', '.join(ours)}), or " if ours else "")
+            + f"start from RLlib's own {cfg.algo.name} defaults without a preset: add ~experiment "
+              f"(e.g. rlgraft run algo={cfg.algo.name.lower()} ~experiment env.id=...)")
+
+
+def presets_for(name: str) -> list[str]:
+    """The shipped experiment presets made for algorithm `name`."""
+    from rlgraft.configs import CONF_DIR, preset_algo_options
+
+    return sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")
+                  if (found := preset_algo_options(p.stem)) and found[0] == name.lower())
+
+
 def options(cfg: Config, section: str) -> dict[str, Any]:
     """A section's options with nulls dropped (null means: keep RLlib's default)."""
     return {k: v for k, v in getattr(cfg.algo, section).items() if v is not None}
@@ -134,6 +165,7 @@ def build(cfg: Config, *, num_env_runners: int | None = None) -> Any:
     config = cls.get_default_config()
     config_cls: type = config.__class__
     env = envs.resolve(cfg.env)
+    check_preset(cfg, config_cls)
     for section in SECTIONS:
         check_section(config_cls, section, options(cfg, section))
         opts = built_options(cfg, section, env.multi_agent)

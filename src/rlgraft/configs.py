@@ -55,6 +55,32 @@ def prepare(cfg: DictConfig | Config, output_dir: str | None = None) -> Config:
     return c
 
 
+def preset_algo_options(name: str) -> tuple[str, dict[str, set[str]]] | None:
+    """The `algo=` group a shipped experiment preset is made for (its `override /algo`, else config.yaml's
+    `ppo`) and the `algo.<section>` options it sets, its own presets in `defaults` included; None for a
+    name that is not a shipped preset (a user's own, or `~experiment`)."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / "experiment" / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    node = OmegaConf.to_container(OmegaConf.load(path))
+    assert isinstance(node, dict)
+    group = "ppo"
+    sections: dict[str, set[str]] = {}
+    for entry in node.get("defaults") or []:
+        if isinstance(entry, str) and (inner := preset_algo_options(entry)):
+            group = inner[0]
+            for section, keys in inner[1].items():
+                sections.setdefault(section, set()).update(keys)
+        elif isinstance(entry, dict) and "override /algo" in entry:
+            group = str(entry["override /algo"])
+    for section, options in (node.get("algo") or {}).items():
+        if isinstance(options, dict):
+            sections.setdefault(section, set()).update(options)
+    return group, sections
+
+
 def out_dir(c: Config) -> Path:
     assert c.output_dir, "prepare() fills output_dir"
     return Path(c.output_dir)
