@@ -1,8 +1,16 @@
-"""Where the time of `python -m experiments.run` goes: phase timestamps of whole processes.
+"""Where the time of `python -m experiments.run` goes: phase timestamps of whole processes, beside the
+machine's floor measured in the same rounds.
 
-Usage: python bench/startup.py [runs] [override ...]
-  e.g. python bench/startup.py 3
+Usage: python bench/startup.py [runs] [--before] [--tiny] [override ...]
+  e.g. python bench/startup.py 3 --tiny          # one 500-step iteration, then exit (issue 25's "tiny run")
+       python bench/startup.py 3 --before --tiny # also the warm-up before issue 25 (RLGRAFT_WARM_TOGETHER=1)
        python bench/startup.py 3 experiment=pendulum_solve
+
+Each round measures, one after another: the floor, rlgraft, and with --before rlgraft as it started
+before issue 25 (every idle worker importing RLlib at once, after registering with the raylet).
+The floor: two whole processes started at the same moment, `import ray` + `ray.init` (timed to
+ray.init's return) and `import ray.rllib.algorithms.ppo` (timed to its exit), the later of the two. A trial's first env
+step needs both, in whichever processes; no launcher on this machine goes below it.
 
 Each run is a fresh process with RLGRAFT_TIMING=FILE, so the driver, the Tune trial and its
 EnvRunners append `time.time()` at each phase (src/rlgraft/timing.py): imports done (Hydra and the
@@ -31,7 +39,9 @@ from common import ROOT, machine
 
 args = sys.argv[1:]
 runs = int(args.pop(0)) if args and args[0].isdigit() else 3
-overrides = args
+before = "--before" in args
+TINY = ["stop.num_env_steps_sampled_lifetime=500", "algo.training.train_batch_size_per_learner=500"]
+overrides = [a for a in args if a not in ("--before", "--tiny")] + (TINY if "--tiny" in args else [])
 out = Path(tempfile.mkdtemp(prefix="rlgraft-startup-"))
 PHASES = ["imports done", "ray.init started", "trial process started", "worker warm-up started",
           "torch and RLlib imported", "ray.init done in the background", "checks done", "ray.init done",
@@ -54,18 +64,40 @@ def left_over(pgid: int) -> list[str]:
             if line.split()[1:2] == [str(pgid)] and not line.split()[2].startswith("Z")]  # zombies have ended
 
 
-def one(i: int) -> dict[str, float]:
-    log = out / f"timing-{i}.log"
-    cmd = [sys.executable, "-m", "experiments.run", *overrides, f"hydra.run.dir={out}/run-{i}"]
-    with open(out / f"stdout-{i}.txt", "w") as so, open(out / f"stderr-{i}.txt", "w") as se:
+INIT = ("import time, ray; ray.init(address='local', num_cpus=2, include_dashboard=False, log_to_driver=False); "
+        "print(time.time(), flush=True); ray.shutdown()")
+
+
+def floor(i: int) -> dict[str, float]:
+    """`import ray` + `ray.init` and `import ray.rllib.algorithms.ppo`, started together as whole processes."""
+    start = time.time()
+    init = subprocess.Popen([sys.executable, "-c", INIT], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True, env={**os.environ, "RAY_ADDRESS": "local"})
+    rllib = subprocess.Popen([sys.executable, "-c", "import ray.rllib.algorithms.ppo"])
+    assert rllib.wait() == 0, "import ray.rllib.algorithms.ppo failed"
+    imported = time.time() - start
+    assert init.stdout is not None
+    initialized = float(init.stdout.readline()) - start
+    init.wait()
+    row = {"ray.init": initialized, "RLlib import": imported, "floor": max(initialized, imported)}
+    print(f"round {i + 1}: floor {row['floor']:.2f} (import ray + ray.init {initialized:.2f}, "
+          f"import ray.rllib.algorithms.ppo {imported:.2f})", flush=True)
+    return row
+
+
+def one(i: int, label: str = "", env: dict[str, str] | None = None) -> dict[str, float]:
+    name = f"{label}{i}"
+    log = out / f"timing-{name}.log"
+    cmd = [sys.executable, "-m", "experiments.run", *overrides, f"hydra.run.dir={out}/run-{name}"]
+    with open(out / f"stdout-{name}.txt", "w") as so, open(out / f"stderr-{name}.txt", "w") as se:
         start = time.time()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=so, stderr=se, start_new_session=True,
-                                env={**os.environ, "RLGRAFT_TIMING": str(log)})
+                                env={**os.environ, **(env or {}), "RLGRAFT_TIMING": str(log)})
         code = proc.wait()
         end = time.time()
     now, later = left_over(proc.pid), (time.sleep(3), left_over(proc.pid))[1]
     if code != 0:
-        raise SystemExit(f"run {i} failed ({code}); see {out}/stderr-{i}.txt")
+        raise SystemExit(f"run {name} failed ({code}); see {out}/stderr-{name}.txt")
     t: dict[str, float] = {}
     results = []
     lines = [line.split(" ", 2) for line in log.read_text().splitlines()]
@@ -80,7 +112,11 @@ def one(i: int) -> dict[str, float]:
             t.setdefault(phase, float(stamp))
     t["first result"], t["last result"], t["process exit"] = results[0], results[-1], end
     rel = {k: v - start for k, v in t.items()}
-    print(f"run {i + 1}: " + ", ".join(f"{k} {rel[k]:.2f}" for k in PHASES if k in rel), flush=True)
+    warmed = sorted((float(stamp), pid) for stamp, pid, phase in lines if phase == "worker warmed")
+    print(f"{label or 'rlgraft '}run {i + 1}: " + ", ".join(f"{k} {rel[k]:.2f}" for k in PHASES if k in rel),
+          flush=True)
+    print(f"  the trial ran in the idle worker warmed {'first' if warmed and warmed[0][1] == trial else 'later'} "
+          f"(of {len(warmed)} warmed)", flush=True)
     print(f"  left in its process group at exit: {len(now)}, 3 s later: {len(later)}"
           + "".join(f"\n    {p}" for p in later), flush=True)
     return rel
@@ -102,21 +138,45 @@ def imports() -> list[tuple[str, float]]:
     return [(name, first[name]) for name in WATCH if name in first]
 
 
-rows = [one(i) for i in range(runs)]
+BEFORE = {"RLGRAFT_WARM_TOGETHER": "1"}
+floors, rows, befores = [], [], []
+for i in range(runs):
+    floors.append(floor(i))
+    rows.append(one(i))
+    if before:
+        befores.append(one(i, "before ", BEFORE))
 print(machine(), "|", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "| overrides:", " ".join(overrides))
-print("\n| phase | median s since process start | median s after the row above | min - max (since start) |")
-print("|---|---|---|---|")
-for phase in PHASES:
-    have = [r[phase] for r in rows if phase in r]
-    if not have:
-        continue
-    med = statistics.median(have)
-    deltas = [r[phase] - max((r[p] for p in PHASES[:PHASES.index(phase)] if p in r), default=0.0) for r in rows
-              if phase in r]
-    print(f"| {LABELS.get(phase, phase)} | {med:.2f} | {statistics.median(deltas):.2f} | "
-          f"{min(have):.2f} - {max(have):.2f} |")
-first_step = statistics.median(r["first episode started"] for r in rows)
-tail = statistics.median(r["process exit"] - r["last result"] for r in rows)
-print(f"\nstart to first env step: {first_step:.2f} s (goal <= 4); last result to exit: {tail:.2f} s (goal <= 1)")
+
+
+def table(rows: list[dict[str, float]], title: str) -> None:
+    print(f"\n{title}\n\n| phase | median s since process start | median s after the row above | "
+          "min - max (since start) |\n|---|---|---|---|")
+    for phase in PHASES:
+        have = [r[phase] for r in rows if phase in r]
+        if not have:
+            continue
+        med = statistics.median(have)
+        deltas = [r[phase] - max((r[p] for p in PHASES[:PHASES.index(phase)] if p in r), default=0.0)
+                  for r in rows if phase in r]
+        print(f"| {LABELS.get(phase, phase)} | {med:.2f} | {statistics.median(deltas):.2f} | "
+              f"{min(have):.2f} - {max(have):.2f} |")
+
+
+table(rows, "rlgraft:")
+if befores:
+    table(befores, "before (RLGRAFT_WARM_TOGETHER=1: every idle worker imports at once, after registering):")
+print("\n| floor, whole processes started together | median s | min - max |\n|---|---|---|")
+for key in ("ray.init", "RLlib import", "floor"):
+    have = [f[key] for f in floors]
+    print(f"| {key} | {statistics.median(have):.2f} | {min(have):.2f} - {max(have):.2f} |")
+low = statistics.median(f["floor"] for f in floors)
+for title, rs in (("rlgraft", rows), ("before", befores)):
+    if rs:
+        first_step = statistics.median(r["first episode started"] for r in rs)
+        whole = statistics.median(r["process exit"] for r in rs)
+        tail = statistics.median(r["process exit"] - r["last result"] for r in rs)
+        print(f"\n{title}: first env step {first_step:.2f} s, {first_step - low:+.2f} s from the floor (goal <= 1.5); "
+              f"whole run {whole:.2f} s, {whole - low:+.2f} s from the floor (goal <= 2.2 for a tiny run); "
+              f"last result to exit {tail:.2f} s")
 print("\nimports in the driver by package (-X importtime, cumulative s, one run):",
       ", ".join(f"{name} {s:.2f}" for name, s in imports()))

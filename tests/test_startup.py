@@ -62,3 +62,7 @@ def test_a_finished_run_exits_without_leaving_ray_processes(tmp_path):
     trial_pid = stamp["algorithm built"][1]
     assert stamp["trial process started"][0] < stamp["ray.init done in the background"][0]
     assert any(line.split(" ", 2)[1:] == [trial_pid, "worker warmed"] for line in marks.splitlines())
+    # ...and in the first of them, which imported alone (the others wait for it: RLGRAFT_WARM_FIRST).
+    warmed = sorted((float(t), p) for t, p, phase in [line.split(" ", 2) for line in marks.splitlines()]
+                    if phase == "worker warmed")
+    assert warmed[0][1] == trial_pid, (warmed, trial_pid)

@@ -9,6 +9,12 @@ Tune trial or an EnvRunner placed on one then finds RLlib imported, or being imp
 importing it only once the trial has started. One thread does every import: an import thread beside
 the main thread failed with "partially initialized module ray.tune.experiment" when a W&B logging
 actor imported Tune at the same time.
+With RLGRAFT_WARM_FIRST=LOCKFILE (set by `rlgraft.runtime` for a runtime it starts), the first idle
+worker to lock the file imports alone; the others register 0.5 s later and import once it is done.
+The raylet leases the idle worker that registered first (measured: the trial ran in the first one in
+every run; with the first registering last it ran in the other), so the trial's import has a CPU to
+itself instead of sharing two with an import no trial may use (a single trial that samples in its own
+process uses one worker). RLGRAFT_WARM_TOGETHER=1 in the driver: every idle worker at once, as before.
 Every other process (the driver, Ray's agents, anything the user starts) only runs the next
 `sitecustomize` on the path, if there is one, as Python would have.
 """
@@ -23,33 +29,88 @@ import sys
 import time
 
 _WITH_RUNTIME_S = float(os.environ.get("RLGRAFT_WARM_WINDOW_S", "20"))  # after the raylet's start
+_REGISTER_AFTER_FIRST_S = 0.5  # the others' delay, so the first registers first
+_WAIT_FOR_FIRST_S = 40.0  # well inside the raylet's 60 s for a started worker to register
 
 
 def _warm() -> None:
     names = [n for n in os.environ.get("RLGRAFT_WARM_IMPORTS", "").split(",") if n]
     if not names or not sys.argv or not sys.argv[0].endswith("default_worker.py") or not _idle_at_start():
         return
+    lock = _first_lock()
+    if lock is None:
+        time.sleep(_REGISTER_AFTER_FIRST_S)  # register after the first: the raylet leases the oldest idle one
     import ray._private.worker as ray_worker  # default_worker.py imports it next anyway
 
     task_loop = ray_worker.Worker.main_loop
 
     def main_loop(self):  # type: ignore[no-untyped-def]
         """Registered with the raylet already (`connect` comes first); tasks wait until this returns."""
-        start = time.time()
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001  (imported again where it is used, and reported there)
-                break
-        path = os.environ.get("RLGRAFT_TIMING")
-        if path:
-            with open(path, "a") as fh:
-                fh.write(f"{start:.4f} {os.getpid()} worker warm-up started\n"
-                         f"{time.time():.4f} {os.getpid()} worker warmed\n")
+        if lock is None:
+            _wait_for_first()
+        _import(names)
+        if lock is not None:
+            os.close(lock)  # the other idle workers go on
         ray_worker.Worker.main_loop = task_loop  # type: ignore[method-assign]
         return task_loop(self)
 
     ray_worker.Worker.main_loop = main_loop  # type: ignore[method-assign]
+
+
+def _import(names: list[str]) -> None:
+    start = time.time()
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001  (imported again where it is used, and reported there)
+            break
+    path = os.environ.get("RLGRAFT_TIMING")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{start:.4f} {os.getpid()} worker warm-up started\n"
+                     f"{time.time():.4f} {os.getpid()} worker warmed\n")
+
+
+def _first_lock() -> int | None:
+    """RLGRAFT_WARM_FIRST=LOCKFILE: the open, locked file when this is the first idle worker to take it."""
+    path = os.environ.get("RLGRAFT_WARM_FIRST")
+    if not path:
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def _wait_for_first() -> None:
+    """Until the first idle worker's import is done (its lock is free), so the two do not share the CPUs."""
+    path = os.environ.get("RLGRAFT_WARM_FIRST")
+    if not path:
+        return
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return
+    deadline = time.monotonic() + _WAIT_FOR_FIRST_S
+    try:
+        while time.monotonic() < deadline:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError:
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
 
 
 def _started_at(pid: int | str) -> float:
