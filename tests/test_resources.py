@@ -63,3 +63,20 @@ def test_cpu_only_fitting_is_unchanged():
     assert fitted([], {"CPU": 8.0}, trials=4) == runtime.Fit(num_env_runners=0, max_concurrent_trials=4)
     with pytest.raises(RlgraftError, match="asks for 7 CPU"):
         fitted(["algo.env_runners.num_env_runners=6"], CPU_ONLY)
+
+
+@pytest.mark.parametrize(("overrides", "one"), [
+    ([], True),  # the default run on 2 CPUs: one trial that samples in its own process
+    (["ray.num_cpus=2", "algo.env_runners.num_env_runners=1"], False),  # a remote EnvRunner starts with it
+    (["ray.num_cpus=8"], False),  # 8 CPUs: two EnvRunners are fitted
+    (["ray.num_cpus=2", "experiment=pendulum_grid"], False),  # a grid: trials start together
+    (["ray.num_cpus=2", "ray.address=127.0.0.1:6379"], False),  # a cluster's workers are not ours to warm
+    (["ray.num_cpus=2", "~experiment", "algo=sac"], False),  # not known to run in one process
+])
+def test_only_a_run_that_starts_one_worker_warms_the_first_alone(overrides, one):
+    """`runtime.one_worker_at_start` decides whether the first idle worker imports alone (and gets the
+    trial) or every idle worker imports at once, as remote EnvRunners and concurrent trials need."""
+    c = schema.to_config(rlgraft.compose(overrides))
+    if not overrides:
+        c.ray.num_cpus = 2
+    assert runtime.one_worker_at_start(c) is one

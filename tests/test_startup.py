@@ -66,3 +66,6 @@ def test_a_finished_run_exits_without_leaving_ray_processes(tmp_path):
     warmed = sorted((float(t), p) for t, p, phase in [line.split(" ", 2) for line in marks.splitlines()]
                     if phase == "worker warmed")
     assert warmed[0][1] == trial_pid, (warmed, trial_pid)
+    others = [float(t) for t, p, phase in [line.split(" ", 2) for line in marks.splitlines()]
+              if phase == "worker warm-up started" and p != trial_pid]
+    assert all(t >= warmed[0][0] for t in others), (others, warmed)  # no import beside the trial's

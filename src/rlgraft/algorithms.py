@@ -15,6 +15,9 @@ from rlgraft.errors import RlgraftError
 # Algorithms that learn only from recorded episodes (`algo.offline_data.input_`); the env is used for
 # evaluation only, so its spaces are handed to RLlib from the driver.
 OFFLINE = frozenset({"BC", "MARWIL", "CQL", "IQL"})
+# Algorithms whose trial, with no remote EnvRunners or learners, runs in one process (no aggregator or
+# replay actors): such a run needs one warm Ray worker at its start (`runtime.one_worker_at_start`).
+IN_ONE_PROCESS = frozenset({"PPO"})
 
 _PPO = "ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module.DefaultPPOTorchRLModule"
 _APPO = "ray.rllib.algorithms.appo.torch.default_appo_torch_rl_module.DefaultAPPOTorchRLModule"

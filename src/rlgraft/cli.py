@@ -88,7 +88,7 @@ def start_ray_early(cfg: DictConfig, output_dir: str, sweep: bool) -> None:
     c = prepare(cfg, output_dir)
     if c.restore.dry_run or (sweep and finished(c)):
         return
-    if runtime.start_early(c.ray):
+    if runtime.start_early(c.ray, alone=runtime.one_worker_at_start(c)):
         import ray.rllib.algorithms.ppo  # noqa: F401  (the driver's heavy import, while Ray starts)
 
         timing.mark("torch and RLlib imported")

@@ -81,7 +81,7 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     loggers = tracking.build(c, restore_plan)
 
     # 4. Connect to Ray and fit EnvRunners and concurrency to the cluster.
-    cluster, how = runtime.connect(c.ray)
+    cluster, how = runtime.connect(c.ray, alone=runtime.one_worker_at_start(c))
     trials = search.num_trials(c)
     fitted = runtime.fit(c, cluster, trials, lambda n: algo.resource_request(algo.build(c, num_env_runners=n)))
 

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # Modules each worker of a local runtime started here imports as it starts (`worker_site/sitecustomize.py`).
 WARM_ENV = "RLGRAFT_WARM_IMPORTS"
+# A lock file: the first idle worker to take it warms up alone (`first_warms_alone`).
+FIRST_ENV = "RLGRAFT_WARM_FIRST"
 # The runtime this process started itself (not one it joined): only that one may be left to Ray's reaper.
 _started_here: list[bool] = []
 # A start under way in the background (`start_early`): set when ray.init returned, and its error.
@@ -44,13 +46,13 @@ def environment_address(ray_cfg: RayConfig) -> str | None:
     return os.environ.get("RAY_ADDRESS") or None
 
 
-def _init_kwargs(ray_cfg: RayConfig) -> dict[str, Any]:
-    """ray.init's arguments; for a runtime started here, its workers are set to warm up as they start."""
+def _init_kwargs(ray_cfg: RayConfig, alone: bool = False) -> dict[str, Any]:
+    """ray.init's arguments; for a runtime started here, its workers are set to warm up as they start
+    (`alone`: the first one alone, for a run that needs one worker at its start: `one_worker_at_start`)."""
     address = address_of(ray_cfg)
     if not address and ray_cfg.warm_imports:
         warm_workers(list(ray_cfg.warm_imports))
-        if os.environ.get("RLGRAFT_WARM_TOGETHER") != "1" and workers_warm():
-            first_warms_alone()
+        first_warms_alone(alone and os.environ.get("RLGRAFT_WARM_TOGETHER") != "1" and workers_warm())
     return dict(address=address or "local", include_dashboard=ray_cfg.include_dashboard,
                 logging_level=ray_cfg.logging_level, log_to_driver=ray_cfg.log_to_driver)
 
@@ -83,18 +85,50 @@ def warm_workers(modules: list[str]) -> None:
     os.environ.setdefault("PL_DISABLE_FORK", "1")
 
 
-def first_warms_alone() -> None:
-    """The runtime about to start: its first idle worker imports alone, before it registers, and takes the
-    first lease; the others import after it (`worker_site/sitecustomize.py`). Both idle workers importing
-    at once on 2 CPUs, while the driver and Ray's own processes also ran, took 6-8 s instead of 4.5 s, and
-    a single-trial run that samples in the trial uses one of them. RLGRAFT_WARM_TOGETHER=1: all at once."""
+def first_warms_alone(alone: bool) -> None:
+    """For the runtime about to start: its first idle worker imports alone and registers first, which is
+    the one Ray leases first (the trial's); the others register 0.5 s later and import after it, at the
+    lowest CPU priority (`worker_site/sitecustomize.py`). Measured on 2 CPUs: both idle workers importing
+    at once, beside the driver and Ray's own processes, took 5-6 s each instead of ~4 s, and a single
+    trial that samples in its own process uses one of them. A run that starts more workers at once (remote
+    EnvRunners, concurrent trials or sweep jobs) has them all import at once, as before."""
+    os.environ.pop(FIRST_ENV, None)
+    if not alone:
+        return
     import atexit
     import tempfile
 
     fd, path = tempfile.mkstemp(prefix="rlgraft-warm-", suffix=".lock")
     os.close(fd)
-    os.environ["RLGRAFT_WARM_FIRST"] = path
+    os.environ[FIRST_ENV] = path
     atexit.register(_remove, path)
+
+
+def one_worker_at_start(cfg: Config) -> bool:
+    """The run starts one trial that samples and learns in its own process: a local runtime, one trial at a
+    time, no remote EnvRunners (given, or as `fit` sizes them) and no remote learners."""
+    from rlgraft import algorithms, search
+
+    if address_of(cfg.ray) or cfg.algo.name not in algorithms.IN_ONE_PROCESS or cfg.algo.learners.get("num_learners"):
+        return False
+    trials = search.num_trials(cfg)
+    concurrent = min(trials, cfg.resources.max_concurrent_trials or trials)
+    cpus = float(cfg.ray.num_cpus or os.cpu_count() or 1)
+    return concurrent == 1 and env_runners(cfg, cpus, concurrent) == 0
+
+
+def env_runners(cfg: Config, cpus: float, concurrent: int) -> int:
+    """EnvRunners per trial: `algo.env_runners.num_env_runners`, or when unset `min(max_env_runners, CPUs per
+    trial - 1)`, and 0 (sampling in the trial) where that would be a single runner."""
+    explicit = cfg.algo.env_runners.get("num_env_runners")
+    if explicit is not None:
+        return int(explicit)
+    per_trial = max(1.0, cpus / max(concurrent, 1))
+    runners = int(max(0, min(cfg.resources.max_env_runners, per_trial - 1)))
+    # PPO samples, then learns: one remote runner adds a process and weight syncs but no
+    # parallelism, so sample in the trial itself unless two or more runners fit (measured:
+    # the default run starts its first iteration ~4 s sooner with 0 runners on 2 CPUs).
+    return 0 if runners < 2 else runners
 
 
 def _remove(path: str) -> None:
@@ -108,7 +142,7 @@ def workers_warm() -> bool:
     return WARM_ENV in os.environ and os.environ.get("PL_DISABLE_FORK") == "1"
 
 
-def start_early(ray_cfg: RayConfig) -> bool:
+def start_early(ray_cfg: RayConfig, alone: bool = False) -> bool:
     """Start the local runtime in a background thread while the driver goes on checking the config
     (the CLI only: `rlgraft.run` itself starts nothing before its checks pass). `connect` joins it.
 
@@ -122,7 +156,7 @@ def start_early(ray_cfg: RayConfig) -> bool:
 
     if ray.is_initialized():
         return False
-    kwargs = _init_kwargs(ray_cfg)
+    kwargs = _init_kwargs(ray_cfg, alone)
     if ray_cfg.num_cpus is not None:
         kwargs["num_cpus"] = ray_cfg.num_cpus
     errors: list[BaseException] = []
@@ -218,7 +252,7 @@ def _ray_processes() -> list[int]:
     return sorted(tree)
 
 
-def connect(ray_cfg: RayConfig) -> tuple[dict[str, float], str]:
+def connect(ray_cfg: RayConfig, alone: bool = False) -> tuple[dict[str, float], str]:
     """Start or join a Ray runtime once per process: (cluster resources, "started"|"connected"|"reused").
 
     A second `ray.init` in one process raises, and multirun jobs share a process, so an existing
@@ -236,7 +270,7 @@ def connect(ray_cfg: RayConfig) -> tuple[dict[str, float], str]:
         address = address_of(ray_cfg)
         named = f"ray.address={address!r}" if ray_cfg.address else f"RAY_ADDRESS={address!r}"
         how = "started" if not address else f"connected ({named})"
-        kwargs: dict[str, Any] = _init_kwargs(ray_cfg)
+        kwargs: dict[str, Any] = _init_kwargs(ray_cfg, alone)
         if address:
             kwargs.pop("include_dashboard")
             check_reachable(address, named)
@@ -337,15 +371,7 @@ def fit(cfg: Config, cluster: dict[str, float], num_trials: int, request: Any,
     cpus = cluster.get("CPU", 0.0) / max(1, int(os.environ.get("RLGRAFT_CONCURRENT_JOBS", "1") or 1))
     explicit = cfg.algo.env_runners.get("num_env_runners")
     concurrent_goal = min(num_trials, cfg.resources.max_concurrent_trials or num_trials)
-    if explicit is None:
-        per_trial = max(1.0, cpus / max(concurrent_goal, 1))
-        runners = int(max(0, min(cfg.resources.max_env_runners, per_trial - 1)))
-        # PPO samples, then learns: one remote runner adds a process and weight syncs but no
-        # parallelism, so sample in the trial itself unless two or more runners fit (measured:
-        # the default run starts its first iteration ~4 s sooner with 0 runners on 2 CPUs).
-        runners = 0 if runners < 2 else runners
-    else:
-        runners = int(explicit)
+    runners = env_runners(cfg, cpus, concurrent_goal)
     demand = request(runners)
     need = {k: float(v) for k, v in demand["total"].items() if v}
     for res, amount in need.items():

@@ -6,11 +6,12 @@ the modules named in RLGRAFT_WARM_IMPORTS (RLlib and the algorithm: 4-6 s of CPU
 right after the worker has registered with its raylet, in its main thread, before it runs its first
 task (a wrapped `Worker.main_loop`). Ray starts one idle worker per CPU as the runtime comes up; a
 Tune trial or an EnvRunner placed on one then finds RLlib imported, or being imported, instead of
-importing it only once the trial has started. One thread does every import: an import thread beside
-the main thread failed with "partially initialized module ray.tune.experiment" when a W&B logging
-actor imported Tune at the same time.
+importing it only once the trial has started. No task runs while a worker imports: an import thread
+beside a main thread running tasks failed with "partially initialized module ray.tune.experiment" when
+a W&B logging actor imported Tune at the same time.
 With RLGRAFT_WARM_FIRST=LOCKFILE (set by `rlgraft.runtime` for a runtime it starts), the first idle
-worker to lock the file imports alone; the others register 0.5 s later and import once it is done.
+worker to lock the file imports alone; the others register 0.5 s later and import once it is done,
+at the idle CPU priority.
 The raylet leases the idle worker that registered first (measured: the trial ran in the first one in
 every run; with the first registering last it ran in the other), so the trial's import has a CPU to
 itself instead of sharing two with an import no trial may use (a single trial that samples in its own
@@ -21,6 +22,7 @@ Every other process (the driver, Ray's agents, anything the user starts) only ru
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -46,9 +48,10 @@ def _warm() -> None:
 
     def main_loop(self):  # type: ignore[no-untyped-def]
         """Registered with the raylet already (`connect` comes first); tasks wait until this returns."""
-        if lock is None:
-            _wait_for_first()
-        _import(names)
+        if lock is None and _wait_for_first():
+            _import_quietly(names)
+        else:
+            _import(names)
         if lock is not None:
             os.close(lock)  # the other idle workers go on
         ray_worker.Worker.main_loop = task_loop  # type: ignore[method-assign]
@@ -71,6 +74,23 @@ def _import(names: list[str]) -> None:
                      f"{time.time():.4f} {os.getpid()} worker warmed\n")
 
 
+def _import_quietly(names: list[str]) -> None:
+    """After the first worker's import: in a thread at the idle CPU priority (SCHED_IDLE), which runs only
+    on a CPU nothing else wants, so the trial that has just started in the first worker (two busy threads
+    while it trains, measured) keeps both CPUs. The main thread waits for it: one import at a time, and no
+    task runs before it is done; its own scheduling is left as it is."""
+    import threading
+
+    def run() -> None:
+        with contextlib.suppress(OSError, AttributeError):  # the policy of this thread only (Linux)
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        _import(names)
+
+    thread = threading.Thread(target=run, name="rlgraft-warm-up", daemon=True)
+    thread.start()
+    thread.join()
+
+
 def _first_lock() -> int | None:
     """RLGRAFT_WARM_FIRST=LOCKFILE: the open, locked file when this is the first idle worker to take it."""
     path = os.environ.get("RLGRAFT_WARM_FIRST")
@@ -90,25 +110,27 @@ def _first_lock() -> int | None:
         return None
 
 
-def _wait_for_first() -> None:
-    """Until the first idle worker's import is done (its lock is free), so the two do not share the CPUs."""
+def _wait_for_first() -> bool:
+    """Until the first idle worker's import is done (its lock is free), so the two do not share the CPUs;
+    False when there is no first worker to wait for."""
     path = os.environ.get("RLGRAFT_WARM_FIRST")
     if not path:
-        return
+        return False
     import fcntl
 
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
-        return
+        return False
     deadline = time.monotonic() + _WAIT_FOR_FIRST_S
     try:
         while time.monotonic() < deadline:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                return True
             except OSError:
                 time.sleep(0.05)
+        return True
     finally:
         os.close(fd)
 
