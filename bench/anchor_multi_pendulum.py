@@ -6,7 +6,11 @@ or at 500k env steps.
 Usage: python bench/anchor_multi_pendulum.py SEED
 """
 
+import os
 import sys
+
+# Tune's own ray.init() would join a stale `ray start` address (/tmp/ray/ray_current_cluster); as raw_ppo.py.
+os.environ.setdefault("RAY_ADDRESS", "local")
 
 from ray import tune
 from ray.rllib.algorithms.ppo import PPOConfig

@@ -4,7 +4,11 @@ instead of two (two plus the driver are never placed). Stops at mean return -300
 Usage: python bench/anchor_pendulum.py SEED
 """
 
+import os
 import sys
+
+# Tune's own ray.init() would join a stale `ray start` address (/tmp/ray/ray_current_cluster); as raw_ppo.py.
+os.environ.setdefault("RAY_ADDRESS", "local")
 
 from ray import tune
 from ray.rllib.algorithms.ppo import PPOConfig

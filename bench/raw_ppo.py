@@ -5,7 +5,13 @@ default (RLlib's default of two would never be placed on 2 CPUs); `python bench/
 (0 samples in the trial, as rlgraft's fitting does on 2 CPUs).
 """
 
+import os
 import sys
+
+# Tune's own ray.init() joins whatever address a `ray start` cluster left in /tmp/ray/ray_current_cluster
+# (a killed test cluster's, measured: "Failed to connect to Ray cluster"); "local" starts this script's
+# own runtime, as rlgraft does.
+os.environ.setdefault("RAY_ADDRESS", "local")
 
 from ray import tune
 from ray.rllib.algorithms.ppo import PPOConfig

@@ -40,7 +40,7 @@ def _warm() -> None:
     if not names or not sys.argv or not sys.argv[0].endswith("default_worker.py") or not _idle_at_start():
         return
     lock = _first_lock()
-    if lock is None:
+    if lock is None and os.environ.get("RLGRAFT_WARM_FIRST"):
         time.sleep(_REGISTER_AFTER_FIRST_S)  # register after the first: the raylet leases the oldest idle one
     import ray._private.worker as ray_worker  # default_worker.py imports it next anyway
 
