@@ -91,48 +91,47 @@ def _import_quietly(names: list[str]) -> None:
     thread.join()
 
 
-def _first_lock() -> int | None:
-    """RLGRAFT_WARM_FIRST=LOCKFILE: the open, locked file when this is the first idle worker to take it."""
+def _open_lock() -> int | None:
+    """The RLGRAFT_WARM_FIRST lock file, open; None when no idle worker warms alone."""
     path = os.environ.get("RLGRAFT_WARM_FIRST")
     if not path:
         return None
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+
+
+def _locked(fd: int) -> bool:
     import fcntl
 
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        return None
-    try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd
+        return True
     except OSError:
-        os.close(fd)
-        return None
+        return False
+
+
+def _first_lock() -> int | None:
+    """The open, locked file when this is the first idle worker to take it (held until its import ends)."""
+    fd = _open_lock()
+    if fd is None or _locked(fd):
+        return fd
+    os.close(fd)
+    return None
 
 
 def _wait_for_first() -> bool:
     """Until the first idle worker's import is done (its lock is free), so the two do not share the CPUs;
     False when there is no first worker to wait for."""
-    path = os.environ.get("RLGRAFT_WARM_FIRST")
-    if not path:
-        return False
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
+    fd = _open_lock()
+    if fd is None:
         return False
     deadline = time.monotonic() + _WAIT_FOR_FIRST_S
-    try:
-        while time.monotonic() < deadline:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except OSError:
-                time.sleep(0.05)
-        return True
-    finally:
-        os.close(fd)
+    while not _locked(fd) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.close(fd)
+    return True
 
 
 def _started_at(pid: int | str) -> float:
