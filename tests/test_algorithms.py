@@ -269,3 +269,110 @@ def test_a_dqn_sweep_searches_its_own_options_in_concurrent_jobs(tmp_path):
         assert {t["config"]["target_network_update_freq"] for t in s["trials"]} == {100, 200}
         assert all(Path(t["path"]).name.startswith("DQN_") and t["env_steps"] >= 200 for t in s["trials"])
     assert (tmp_path / "sweep" / "sweep.md").is_file()
+
+
+# --------------------------------------------------------------------------- multi-agent off-policy: freeze, self-play
+# RLlib's multi-agent envs with integer agent ids (MultiAgentCartPole, MultiAgentPendulum), DQN and SAC.
+MULTI_OFF_POLICY = {"sac": ["env=multi_pendulum", "algo=sac", *TINY_OFF_POLICY],
+                    "dqn": ["experiment=multi_cartpole", "algo=dqn", *TINY_OFF_POLICY]}
+
+
+def cfg_env(cfg) -> schema.EnvConfig:
+    return schema.to_config(cfg).env
+
+
+def test_a_multi_agent_off_policy_run_gets_rllibs_multi_agent_replay_buffer(tmp_path):
+    """DQN's and SAC's default buffer is single-agent: in a multi-agent run it fails at the first sample, so the
+    run gets RLlib's multi-agent counterpart with the same options; a buffer that fits is left alone."""
+    def buffer(*overrides: str) -> dict:
+        return algo.build(configs.prepare(rlgraft.compose([*overrides, "seed=0"]), str(tmp_path))).replay_buffer_config
+
+    assert buffer(*MULTI_OFF_POLICY["dqn"])["type"] == "MultiAgentPrioritizedEpisodeReplayBuffer"
+    assert buffer(*MULTI_OFF_POLICY["sac"], "~experiment")["type"] == "MultiAgentPrioritizedEpisodeReplayBuffer"
+    kept = buffer(*MULTI_OFF_POLICY["dqn"], "+algo.training.replay_buffer_config.type=EpisodeReplayBuffer",
+                  "+algo.training.replay_buffer_config.capacity=1000")
+    assert kept == {"type": "MultiAgentEpisodeReplayBuffer", "capacity": 1000}
+    assert buffer(*TINY_RUNS["dqn"], "~experiment")["type"] == "PrioritizedEpisodeReplayBuffer"  # single agent
+
+
+def test_a_replay_buffer_reports_integer_agent_ids_as_strings():
+    """RLlib's multi-agent buffer logs metrics under the env's agent ids; an integer id breaks the algorithm's
+    checkpoint (`MetricsLogger.get_state` joins the path as strings). With the hook, the ids are strings."""
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+    from ray.rllib.utils.replay_buffers import MultiAgentEpisodeReplayBuffer
+
+    from rlgraft import replay
+
+    def saved(buffer: MultiAgentEpisodeReplayBuffer) -> dict:
+        logger = MetricsLogger()
+        logger.aggregate([buffer.get_metrics()], key="replay_buffer")
+        return logger.get_state()
+
+    plain, hooked = MultiAgentEpisodeReplayBuffer(capacity=10), MultiAgentEpisodeReplayBuffer(capacity=10)
+    for b in (plain, hooked):
+        b.metrics.log_value(("num_agent_steps_added", 0), 5, reduce="sum")
+    with pytest.raises(TypeError, match="expected str instance, int found"):
+        saved(plain)
+    algorithm = type("Algorithm", (), {"local_replay_buffer": hooked})()
+    replay.StringAgentIds()(algorithm=algorithm)
+    replay.StringAgentIds()(algorithm=algorithm)  # once more (a full restore runs the init hooks again): no double wrap
+    assert any(k.endswith("num_agent_steps_added--0") for k in saved(hooked)["stats"])
+
+
+@pytest.mark.slow
+def test_sac_self_play_keeps_the_opponent_frozen_while_its_targets_follow(ray_runtime, tmp_path):
+    """SAC self-play on two Pendulum agents: p0's weights copied into p1 every 2 iterations, p1 bit-identical
+    between snapshots on the learner and the EnvRunner, while RLlib's learner moves p1's target networks
+    (it updates every module's targets): the proof covers what p1 acts and learns with, not its targets."""
+    from tests.test_transfer import same, trial_checkpoints, weights
+
+    cfg = rlgraft.compose([*MULTI_OFF_POLICY["sac"], "~experiment", "seed=0", "checkpointing.frequency=1",
+                           "+selfplay={from: p0, to: [p1], every: 2}", "stop.num_env_steps_sampled_lifetime=400"])
+    out = rlgraft.run(cfg, output_dir=str(tmp_path / "run"), **QUIET)
+    cks = trial_checkpoints(out)
+    assert len(cks) == 4
+    w = [{m: weights(ck, m) for m in ("p0", "p1")} for ck in cks]
+    main = [k for k in w[0]["p1"] if not k.startswith(TARGET_PREFIX["sac"])]
+    targets = [k for k in w[0]["p1"] if k.startswith(TARGET_PREFIX["sac"])]
+    assert main and targets
+    assert same(w[1]["p1"], w[1]["p0"])  # snapshot at iteration 2, targets included
+    assert same(w[2]["p1"], w[1]["p1"], main) and not same(w[2]["p0"], w[1]["p0"], main)  # p1 frozen, p0 trains
+    assert not same(w[2]["p1"], w[1]["p1"], targets)  # ...and p1's targets moved towards its (frozen) main net
+    assert same(w[3]["p1"], w[3]["p0"], main)  # snapshot at iteration 4
+    snaps = [e for e in out["transfer"]["events"] if e["event"] == "snapshot"]
+    assert [e["iteration"] for e in snaps] == [2, 4] and all(e["runners"] for e in snaps)
+    assert out["metrics"]["rlgraft/frozen_verified_on"]
+
+
+@pytest.mark.slow
+def test_single_agent_dqn_grafted_frozen_into_p1_of_multi_agent_cartpole(ray_runtime, tmp_path):
+    """The guide's graft with DQN: a single-agent DQN policy into p1 of MultiAgentCartPole, frozen while p0
+    trains. The whole module goes in (target networks included, verified on the learner), p1 acts with the
+    source's weights to the end while its targets follow them, and the run checkpoints although the env's
+    agent ids are integers."""
+    first = rlgraft.run(compose(*TINY_RUNS["dqn"]), output_dir=str(tmp_path / "first"), **QUIET)
+    source = first["checkpoint"]
+    before = tree_digest(source)
+    cfg = rlgraft.compose([*MULTI_OFF_POLICY["dqn"], "seed=0", "algo.training.target_network_update_freq=50",
+                           f"+resume={source}", "restore.modules={p1: default_policy}", "restore.freeze=[p1]",
+                           "stop.num_env_steps_sampled_lifetime=400", "logger=tensorboard"])
+    out = rlgraft.run(cfg, output_dir=str(tmp_path / "graft"), **QUIET)
+    row = out["restore"]["reports"][0]["modules"][0]
+    assert out["restore"]["reports"][0]["verified"] and row["learner_matches_source"] and "copied" not in row
+    assert out["metrics"]["rlgraft/frozen"] == "p1" and out["metrics"]["rlgraft/frozen_verified_on"]
+    from tests.test_transfer import same, weights
+
+    grafted, trained = weights(out["checkpoint"], "p1"), weights(source, "default_policy")
+    main = [k for k in trained if not k.startswith(TARGET_PREFIX["dqn"])]
+    assert same(grafted, trained, main)
+    assert not same(weights(out["checkpoint"], "p0"), grafted, main)
+    assert tree_digest(source) == before
+    # tracked (TensorBoard, stepped by env steps) and evaluated per module like a PPO run
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [events] = Path(out["trials"][0]["path"]).glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("ray/tune/num_env_steps_sampled_lifetime")] == [100, 200, 300, 400]
+    result = evaluation.evaluate(out["checkpoint"], cfg_env(cfg), episodes=1)
+    assert set(result["per_module"]) == {"p0", "p1"} and result["per_module"]["p1"]["n"] == 1

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-from rlgraft import algorithms, envs, objects, rules, transfer
+from rlgraft import algorithms, envs, objects, replay, rules, transfer
 from rlgraft.errors import RlgraftError, did_you_mean
 from rlgraft.schema import AlgoConfig, Config
 
@@ -186,6 +186,7 @@ def build(cfg: Config, *, num_env_runners: int | None = None) -> Any:
     if env.multi_agent:
         assert env.mapping is not None
         config.multi_agent(policies=set(env.modules()), policy_mapping_fn=env.mapping)
+        replay.fit(config)
     trainable = transfer.schedule(cfg, list(env.modules())).trainable  # restore.freeze, selfplay.to
     if trainable is not None:
         config.multi_agent(policies_to_train=list(trainable))

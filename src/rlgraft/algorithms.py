@@ -130,9 +130,23 @@ def target_networks(module: Any, learner_class: Any) -> dict[str, str]:
     if not isinstance(module, TargetNetworkAPI) or TargetNetworkAPI not in required:
         return {}
     module.make_target_networks()
+    return target_pairs(module)
+
+
+def target_pairs(module: Any) -> dict[str, str]:
+    """Target-network parameter -> the parameter it follows, for a module whose target networks exist
+    (`{}` for a module without the API, or one whose algorithm never made them)."""
+    from ray.rllib.core.rl_module.apis.target_network_api import TargetNetworkAPI
+
+    if not isinstance(module, TargetNetworkAPI):
+        return {}
+    try:
+        pairs = module.get_target_network_pairs()
+    except AttributeError:  # APPO's module in PPO: the targets are made by APPO's learner only
+        return {}
     prefix = {id(m): f"{n}." if n else "" for n, m in module.named_modules()}  # type: ignore[attr-defined]
     out: dict[str, str] = {}
-    for main, target in module.get_target_network_pairs():
+    for main, target in pairs:
         for name in target.state_dict():
             out[prefix[id(target)] + name] = prefix[id(main)] + name
     return out

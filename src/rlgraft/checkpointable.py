@@ -46,6 +46,22 @@ class _SyncTargets:
             target.load_state_dict(main.state_dict())
 
 
+def target_parameters(algorithm: Any, module_ids: list[str]) -> dict[str, frozenset[str]]:
+    """Per module, the names of its target-network parameters as the learner holds them (empty without)."""
+    results = algorithm.learner_group.foreach_learner(_TargetNames(tuple(module_ids)))
+    return next(iter(results)).get()
+
+
+@dataclass(frozen=True)
+class _TargetNames:
+    module_ids: tuple[str, ...]
+
+    def __call__(self, learner: Any) -> dict[str, frozenset[str]]:
+        from rlgraft.algorithms import target_pairs
+
+        return {m: frozenset(target_pairs(learner.module[m].unwrapped())) for m in self.module_ids}
+
+
 def set_trainable(algorithm: Any, modules: list[str] | None) -> None:
     """The modules the learner updates (RLlib's `policies_to_train`; None: all). A full restore sets the
     checkpoint's own list, so rlgraft sets the run's after it."""

@@ -81,9 +81,18 @@ def schedule(c: Config, modules: list[str], restored_steps: float = 0.0, restore
                     start_iteration=restored_iteration, verify=c.restore.verify)
 
 
+def _digests(algorithm: Any, modules: list[str] | tuple[str, ...],
+             state: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
+    """Digest of each module's learner weights but its target networks: RLlib's learners update every
+    module's targets towards its main network (DQN, SAC, APPO), trained or not, so a frozen module's
+    targets move while the weights it acts and learns with do not."""
+    state = state if state is not None else checkpointable.learner_state(algorithm, list(modules))
+    targets = checkpointable.target_parameters(algorithm, list(modules))
+    return {m: checkpoints.digest(state[m], keys=[k for k in state[m] if k not in targets[m]]) for m in modules}
+
+
 def _record(algorithm: Any, modules: tuple[str, ...]) -> dict[str, str]:
-    state = checkpointable.learner_state(algorithm, list(modules))
-    digests = {m: checkpoints.digest(state[m]) for m in modules}
+    digests = _digests(algorithm, modules)
     setattr(algorithm, FROZEN_ATTR, digests)
     return digests
 
@@ -127,8 +136,9 @@ class Frozen:
     def prove(self, algorithm: Any, want: dict[str, str]) -> list[str]:
         """Learner and every EnvRunner hold the frozen weights; returns the runners checked."""
         learner = checkpointable.learner_state(algorithm, list(want))
-        problems = [f"learner module {m!r} changed while frozen ({checkpoints.digest(learner[m])}, expected {d})"
-                    for m, d in want.items() if checkpoints.digest(learner[m]) != d]
+        held = _digests(algorithm, list(want), learner)
+        problems = [f"learner module {m!r} changed while frozen ({held[m]}, expected {d})"
+                    for m, d in want.items() if held[m] != d]
         runners, differ = checkpointable.runners_differ(algorithm, learner, list(want))
         if problems or differ:
             raise RuntimeError("rlgraft frozen-module check failed: " + "; ".join(problems + differ))
@@ -153,11 +163,10 @@ class SelfPlay:
             for target in self.plan.selfplay_to:
                 checkpointable.set_learner_weights(algorithm, target, weights)
             checkpointable.sync_env_runners(algorithm)
-            digest = checkpoints.digest(weights)
-            digests = {**(getattr(algorithm, FROZEN_ATTR, None) or {}),
-                       **dict.fromkeys(self.plan.selfplay_to, digest)}
-            setattr(algorithm, FROZEN_ATTR, digests)
-            runners = Frozen(self.plan).prove(algorithm, dict.fromkeys(self.plan.selfplay_to, digest))
+            copied = _digests(algorithm, self.plan.selfplay_to)
+            setattr(algorithm, FROZEN_ATTR, {**(getattr(algorithm, FROZEN_ATTR, None) or {}), **copied})
+            runners = Frozen(self.plan).prove(algorithm, copied)
+            digest = copied[self.plan.selfplay_to[0]]
             _event(self.report_dir, event="snapshot", iteration=it, source=source, targets=list(self.plan.selfplay_to),
                    digest=digest, runners=runners)
         last = self.plan.start_iteration + done * self.plan.every if done else None
