@@ -126,21 +126,27 @@ def plan_of(cfg, output_dir: Path) -> restore.RestorePlan:
     return restore.plan(c, algo.build(c))
 
 
-@pytest.mark.parametrize("name", ["sac", pytest.param("dqn", marks=pytest.mark.slow),
-                                  pytest.param("appo", marks=pytest.mark.slow)])
-def test_full_restore_of_an_algorithm_with_target_networks(name, ray_runtime, tmp_path):
+@pytest.mark.parametrize(("name", "optimizer"), [("sac", "keep"), pytest.param("dqn", "reset", marks=pytest.mark.slow),
+                                                 pytest.param("appo", "reset", marks=pytest.mark.slow)])
+def test_full_restore_of_an_algorithm_with_target_networks(name, optimizer, ray_runtime, tmp_path):
     """A whole DQN / SAC / APPO run goes on from its checkpoint: weights and target networks verified on the
-    learner, counters continued, the source untouched. RLlib's new stack saves no replay buffer."""
+    learner, counters continued, the optimizer kept or reset, the source untouched. RLlib's new stack saves
+    no replay buffer."""
     first = rlgraft.run(compose(*TINY_RUNS[name]), output_dir=str(tmp_path / "first"), **QUIET)
     source = first["checkpoint"]
     before = tree_digest(source)
     assert not [p for p in Path(source).rglob("*") if "replay" in p.name.lower() or "buffer" in p.name.lower()]
-    cfg = compose(*TINY_RUNS[name], f"+resume={source}", stop=first["env_steps"] + 200)
+    cfg = compose(*TINY_RUNS[name], f"+resume={source}", f"restore.optimizer={optimizer}",
+                  stop=first["env_steps"] + 200)
     params = [n for n, _ in plan_of(cfg, tmp_path / "plan").callback.transfers[0].params]
     assert any(n.startswith(TARGET_PREFIX[name]) for n in params), params  # target networks compared and carried
     out = rlgraft.run(cfg, output_dir=str(tmp_path / "resumed"), **QUIET)
     report = out["restore"]["reports"][0]
     assert report["verified"] and report["full"] and out["iterations"] > first["iterations"]
+    opt = report["optimizer"]
+    assert opt["mode"] == optimizer
+    if optimizer == "reset":  # every optimizer of the learner (DQN's one, APPO's one) as a fresh build's
+        assert opt["digest"] == opt["fresh_digest"] != opt["checkpoint_digest"]
     assert out["env_steps"] >= first["env_steps"] + 200
     assert tree_digest(source) == before
     # and the trained module acts without Ray, and exports (DQN's module returns actions, not a distribution)
@@ -367,6 +373,14 @@ def test_single_agent_dqn_grafted_frozen_into_p1_of_multi_agent_cartpole(ray_run
     assert same(grafted, trained, main)
     assert not same(weights(out["checkpoint"], "p0"), grafted, main)
     assert tree_digest(source) == before
+    # only the encoder, into a DQN with other heads: its target encoder follows it, the rest stays as built
+    encoder = compose(*TINY_RUNS["dqn"], "+algo.rl_module.model_config.head_fcnet_hiddens=[8]", f"+resume={source}",
+                      "restore.modules={default_policy: default_policy}", "restore.params=[encoder.*]")
+    part = rlgraft.run(encoder, output_dir=str(tmp_path / "part"), **QUIET)["restore"]["reports"][0]
+    row = part["modules"][0]
+    assert part["verified"] and row["targets_set"] == 2 and set(row["copied"]) == {
+        "encoder.net.mlp.0.weight", "encoder.net.mlp.0.bias"}
+    assert not [n for n in row["kept_as_built"] if n.startswith("_target_encoder.")]
     # tracked (TensorBoard, stepped by env steps) and evaluated per module like a PPO run
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

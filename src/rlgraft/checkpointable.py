@@ -30,22 +30,6 @@ def set_learner_weights(algorithm: Any, module_id: str, weights: dict[str, Any])
     algorithm.learner_group.set_state({"learner": {"rl_module": {module_id: weights}}})
 
 
-def sync_target_networks(algorithm: Any, module_id: str) -> None:
-    """Set a learner module's target networks to its main networks (tau=1), as RLlib's learners do when
-    they make them: after a graft the targets would otherwise follow the random build for many updates."""
-    algorithm.learner_group.foreach_learner(_SyncTargets(module_id))
-
-
-@dataclass(frozen=True)
-class _SyncTargets:
-    module_id: str
-
-    def __call__(self, learner: Any) -> None:
-        module = learner.module[self.module_id].unwrapped()
-        for main, target in module.get_target_network_pairs():
-            target.load_state_dict(main.state_dict())
-
-
 def target_parameters(algorithm: Any, module_ids: list[str]) -> dict[str, frozenset[str]]:
     """Per module, the names of its target-network parameters as the learner holds them (empty without)."""
     results = algorithm.learner_group.foreach_learner(_TargetNames(tuple(module_ids)))

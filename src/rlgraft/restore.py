@@ -95,8 +95,9 @@ class RestoreCallback:
                     weights = checkpoints.load_module_state(storage.join(self.checkpoint, checkpoints.MODULES,
                                                                          t.source))
                     checkpointable.set_learner_weights(algorithm, t.target, t.source_weights(weights))
-                    if t.targets:
-                        checkpointable.sync_target_networks(algorithm, t.target)
+                    if t.targets:  # the copied parameters' target networks follow them, as RLlib builds them
+                        held = checkpointable.learner_state(algorithm, [t.target])[t.target]
+                        checkpointable.set_learner_weights(algorithm, t.target, {a: held[b] for a, b in t.targets})
                 else:
                     checkpointable.restore_module(algorithm, self.checkpoint, t.source, t.target)
         for component, source in self.components:
@@ -502,9 +503,11 @@ def checked_transfers(info: CheckpointInfo, mapping: dict[str, str], targets: li
             continue
         if (target, source_id) in copied:
             chosen = copied[(target, source_id)]
+            sets = tuple(sorted((t, m) for t, m in follows.items() if m in chosen and t not in chosen))
             transfers.append(Transfer(target, source_id, checkpoints.digest(source.weights(), chosen),
                                       tuple((n, shapes[n]) for n in chosen),
-                                      tuple(sorted(set(shapes) - set(chosen))), accepted=ok))
+                                      tuple(sorted(set(shapes) - set(chosen) - {t for t, _ in sets})), accepted=ok,
+                                      targets=sets))
             continue
         transfers.append(Transfer(target, source_id, checkpoints.digest(source.weights()),
                                   tuple(sorted(shapes.items())), accepted=ok))
