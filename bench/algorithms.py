@@ -2,6 +2,9 @@
 
     python bench/algorithms.py [SEEDS=3] [PRESET ...]   (default: sac_pendulum dqn_cartpole appo_cartpole)
 
+An offline preset (marwil_cartpole, bc_cartpole) reads the expert episodes `bench/offline_to_online.py` records
+(bench-out/offline_to_online/record); its step count is the samples it trained on, not env steps.
+
 SEEDS is a count (0..N-1) or a list such as 1,2. Each run's figures go to bench-out/algorithms/PRESET-SEED.json,
 and the medians are over every run found there, so seeds measured in two invocations count together.
 
@@ -22,7 +25,20 @@ from pathlib import Path
 
 from common import ROOT, machine, run_logged
 
+from rlgraft.algorithms import is_offline
+from rlgraft.configs import preset_algo_options
 from rlgraft.stopping import reached, stop_thresholds
+
+
+def recorded_input(preset: str) -> list[str]:
+    """`algo.offline_data.input_=[...]` for an offline preset: the episodes offline_to_online.py recorded."""
+    found = preset_algo_options(preset)
+    if not found or not is_offline(found[0]):
+        return []
+    record = ROOT / "bench-out" / "offline_to_online" / "record" / "record.json"
+    if not record.is_file():
+        raise SystemExit(f"{preset} trains on recorded episodes: run `python bench/offline_to_online.py` first")
+    return [f"algo.offline_data.input_=[{','.join(json.loads(record.read_text())['input_'])}]"]
 
 
 def evaluated(run_dir: Path, to: Path) -> float:
@@ -44,7 +60,7 @@ for seed in seeds:
         run_dir = out / f"{preset}-{seed}"
         start = time.perf_counter()
         run_logged([sys.executable, "-m", "experiments.run", f"experiment={preset}", f"seed={seed}",
-                    f"hydra.run.dir={run_dir}"])
+                    *recorded_input(preset), f"hydra.run.dir={run_dir}"])
         took = time.perf_counter() - start
         s = json.loads((run_dir / "summary.json").read_text())
         goal = {k: v for k, v in stop_thresholds(s["config"]["stop"]).items() if "return" in k}

@@ -25,7 +25,7 @@ TINY = [
 ]
 
 # Presets that need the user's own data: what a test adds to compose them (bc_cartpole: recorded episodes).
-PRESET_DATA = {"bc_cartpole": ["algo.offline_data.input_=[/data/episodes]"]}
+PRESET_DATA = {name: ["algo.offline_data.input_=[/data/episodes]"] for name in ("bc_cartpole", "marwil_cartpole")}
 
 
 @pytest.fixture(scope="session")

@@ -219,7 +219,8 @@ def test_record_cli_refuses_bad_input_in_one_paragraph(multi_run, tmp_path):
 @pytest.mark.slow
 def test_record_then_clone_with_bc_then_fine_tune_with_ppo(cartpole_ppo, ray_runtime, tmp_path):
     """The offline-to-online workflow from config: episodes recorded from a PPO policy in RLlib's format, BC
-    trained on them, its policy grafted into PPO's actor (under PPO's names) with the value branch as built."""
+    trained on them, its policy grafted into PPO's actor (under PPO's names) with the value branch as built;
+    MARWIL trained on them, its whole module (value branch included) grafted into PPO."""
     source = cartpole_ppo["checkpoint"]
     before = tree_digest(source)
     rec = recording.record_checkpoint(schema.RecordConfig(checkpoint=source, episodes=6), str(tmp_path / "rec"))
@@ -239,6 +240,19 @@ def test_record_then_clone_with_bc_then_fine_tune_with_ppo(cartpole_ppo, ray_run
     row = out["restore"]["reports"][0]["modules"][0]
     assert out["restore"]["reports"][0]["verified"] and row["learner_matches_source"]
     assert set(row["kept_as_built"]) == set(t.kept)
+    # MARWIL (experiment=marwil_cartpole) on the same episodes trains PPO's whole module, value branch included:
+    # into PPO it is an ordinary graft, every parameter copied and nothing left as built
+    marwil = rlgraft.run(rlgraft.compose(["experiment=marwil_cartpole", f"algo.offline_data.input_={rec['input_']}",
+                                          net, "algo.rl_module.model_config.fcnet_activation=tanh",
+                                          "++algo.rl_module.model_config.vf_share_layers=false",  # PPO's presets'
+                                          "algo.offline_data.dataset_num_iters_per_learner=1",
+                                          "stop.training_iteration=1", "algo.evaluation.evaluation_duration=2"]),
+                         output_dir=str(tmp_path / "marwil"), **QUIET)
+    assert marwil["iterations"] == 1 and "evaluation/env_runners/episode_return_mean" in marwil["metrics"]
+    cfg = copy.deepcopy(rlgraft.compose(["experiment=cartpole", *TINY, f"+resume={marwil['checkpoint']}",
+                                         "restore.modules={default_policy:default_policy}"]))
+    t = plan_of(cfg, tmp_path / "plan-marwil").callback.transfers[0]
+    assert not t.partial and any(n.startswith("vf.") for n, _ in t.params)
     assert tree_digest(source) == before
 
 
