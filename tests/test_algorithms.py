@@ -126,8 +126,9 @@ def plan_of(cfg, output_dir: Path) -> restore.RestorePlan:
     return restore.plan(c, algo.build(c))
 
 
-@pytest.mark.parametrize(("name", "optimizer"), [("sac", "keep"), pytest.param("dqn", "reset", marks=pytest.mark.slow),
-                                                 pytest.param("appo", "reset", marks=pytest.mark.slow)])
+# All slow: the default run measured 14.7 min here with SAC's in it (2026-12-07), against a 15 min budget.
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "optimizer"), [("sac", "keep"), ("dqn", "reset"), ("appo", "reset")])
 def test_full_restore_of_an_algorithm_with_target_networks(name, optimizer, ray_runtime, tmp_path):
     """A whole DQN / SAC / APPO run goes on from its checkpoint: weights and target networks verified on the
     learner, counters continued, the optimizer kept or reset, the source untouched. RLlib's new stack saves
