@@ -94,10 +94,10 @@ class RestoreCallback:
                 if t.partial:
                     weights = checkpoints.load_module_state(storage.join(self.checkpoint, checkpoints.MODULES,
                                                                          t.source))
-                    checkpointable.set_learner_weights(algorithm, t.target, t.source_weights(weights))
-                    if t.targets:  # the copied parameters' target networks follow them, as RLlib builds them
-                        held = checkpointable.learner_state(algorithm, [t.target])[t.target]
-                        checkpointable.set_learner_weights(algorithm, t.target, {a: held[b] for a, b in t.targets})
+                    copied = t.source_weights(weights)
+                    # the copied parameters' target networks follow them, as RLlib builds them
+                    checkpointable.set_learner_weights(algorithm, t.target,
+                                                       {**copied, **{a: copied[b] for a, b in t.targets}})
                 else:
                     checkpointable.restore_module(algorithm, self.checkpoint, t.source, t.target)
         for component, source in self.components:

@@ -163,10 +163,10 @@ class SelfPlay:
             for target in self.plan.selfplay_to:
                 checkpointable.set_learner_weights(algorithm, target, weights)
             checkpointable.sync_env_runners(algorithm)
-            copied = _digests(algorithm, self.plan.selfplay_to)
+            digest = _digests(algorithm, [source], {source: weights})[source]  # what was copied, not what arrived
+            copied = dict.fromkeys(self.plan.selfplay_to, digest)
             setattr(algorithm, FROZEN_ATTR, {**(getattr(algorithm, FROZEN_ATTR, None) or {}), **copied})
             runners = Frozen(self.plan).prove(algorithm, copied)
-            digest = copied[self.plan.selfplay_to[0]]
             _event(self.report_dir, event="snapshot", iteration=it, source=source, targets=list(self.plan.selfplay_to),
                    digest=digest, runners=runners)
         last = self.plan.start_iteration + done * self.plan.every if done else None
