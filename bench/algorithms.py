@@ -5,8 +5,9 @@
 An offline preset (marwil_cartpole, bc_cartpole) reads the expert episodes `bench/offline_to_online.py` records
 (bench-out/offline_to_online/record); its step count is the samples it trained on, not env steps.
 
-SEEDS is a count (0..N-1) or a list such as 1,2. Each run's figures go to bench-out/algorithms/PRESET-SEED.json,
-and the medians are over every run found there, so seeds measured in two invocations count together.
+SEEDS is a count (0..N-1) or a list such as 1,2 (one seed alone: 2,). Each run's figures go to
+bench-out/algorithms/PRESET-SEED.json, and the medians are over every run found there, so seeds measured in two
+invocations count together.
 
 Each preset is RLlib's tuned example for that algorithm and task, with its pass criterion as the stop (return
 threshold within a step budget). Prints per run the wall time from process start to exit, the env steps, the
@@ -50,7 +51,7 @@ def evaluated(run_dir: Path, to: Path) -> float:
 
 
 arg = sys.argv[1] if len(sys.argv) > 1 else "3"
-seeds = [int(x) for x in arg.split(",")] if "," in arg else list(range(int(arg)))
+seeds = [int(x) for x in arg.split(",") if x] if "," in arg else list(range(int(arg)))  # "2," is seed 2 alone
 presets = sys.argv[2:] or ["sac_pendulum", "dqn_cartpole", "appo_cartpole"]
 out = Path(tempfile.mkdtemp(prefix="rlgraft-algorithms-"))
 saved = ROOT / "bench-out" / "algorithms"

@@ -128,22 +128,31 @@ def plan_of(cfg, output_dir: Path) -> restore.RestorePlan:
 
 # All slow: the default run measured 14.7 min here with SAC's in it (2026-12-07), against a 15 min budget.
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "optimizer"), [("sac", "keep"), ("dqn", "reset"), ("appo", "reset")])
-def test_full_restore_of_an_algorithm_with_target_networks(name, optimizer, ray_runtime, tmp_path):
+@pytest.mark.parametrize(("name", "optimizer", "meanstd"),
+                         [("sac", "keep", True), ("dqn", "reset", True), ("appo", "reset", False)])
+def test_full_restore_of_an_algorithm_with_target_networks(name, optimizer, meanstd, ray_runtime, tmp_path):
     """A whole DQN / SAC / APPO run goes on from its checkpoint: weights and target networks verified on the
-    learner, counters continued, the optimizer kept or reset, the source untouched. RLlib's new stack saves
-    no replay buffer."""
-    first = rlgraft.run(compose(*TINY_RUNS[name]), output_dir=str(tmp_path / "first"), **QUIET)
+    learner, counters continued, the optimizer kept or reset, a MeanStdFilter's running statistics carried
+    to the EnvRunner, the source untouched. RLlib's new stack saves no replay buffer."""
+    overrides = [*TINY_RUNS[name], *(["algo.env_runners.env_to_module_connector={_target_: "
+                                       "ray.rllib.connectors.env_to_module.MeanStdFilter}"] if meanstd else [])]
+    first = rlgraft.run(compose(*overrides), output_dir=str(tmp_path / "first"), **QUIET)
     source = first["checkpoint"]
     before = tree_digest(source)
     assert not [p for p in Path(source).rglob("*") if "replay" in p.name.lower() or "buffer" in p.name.lower()]
-    cfg = compose(*TINY_RUNS[name], f"+resume={source}", f"restore.optimizer={optimizer}",
-                  stop=first["env_steps"] + 200)
+    cfg = compose(*overrides, f"+resume={source}", f"restore.optimizer={optimizer}", stop=first["env_steps"] + 200)
     params = [n for n, _ in plan_of(cfg, tmp_path / "plan").callback.transfers[0].params]
     assert any(n.startswith(TARGET_PREFIX[name]) for n in params), params  # target networks compared and carried
     out = rlgraft.run(cfg, output_dir=str(tmp_path / "resumed"), **QUIET)
     report = out["restore"]["reports"][0]
     assert report["verified"] and report["full"] and out["iterations"] > first["iterations"]
+    if meanstd:  # the filter's statistics as saved, set on the EnvRunner and checked there by digest
+        from rlgraft import checkpoints
+
+        state = checkpoints.connector_states(source)["MeanStdFilter"][None]
+        assert report["filters"] == [{"piece": "MeanStdFilter", "source_agent": "None", "target_agent": "None",
+                                      "digest": checkpoints.filter_digest(state)}]
+        assert state["running_stats"][0]["num_pushes"] >= first["env_steps"]
     opt = report["optimizer"]
     assert opt["mode"] == optimizer
     if optimizer == "reset":  # every optimizer of the learner (DQN's one, APPO's one) as a fresh build's
