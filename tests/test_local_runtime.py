@@ -68,3 +68,19 @@ def test_a_local_run_ignores_a_cluster_on_the_machine_and_its_leftover_address(t
             ADDRESS_FILE.unlink(missing_ok=True)
         else:
             ADDRESS_FILE.write_bytes(saved)
+
+
+def test_ray_address_local_is_a_local_runtime_not_a_cluster(monkeypatch):
+    """RAY_ADDRESS=local (or ray.address=local) is Ray's word for a runtime of the run's own: rlgraft starts
+    it as it starts any local runtime, warm workers and one-worker start included, and says nothing about
+    joining a cluster. It had read as a cluster address, so the trial imported RLlib cold."""
+    from rlgraft import runtime
+    from rlgraft.schema import RayConfig
+
+    monkeypatch.delenv("RLGRAFT_CONCURRENT_JOBS", raising=False)
+    for value in ("local", "LOCAL"):
+        monkeypatch.setenv("RAY_ADDRESS", value)
+        assert runtime.address_of(RayConfig()) is None and runtime.environment_address(RayConfig()) is None
+    assert runtime.address_of(RayConfig(address="local")) is None
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert runtime.address_of(RayConfig()) == runtime.environment_address(RayConfig()) == "127.0.0.1:6379"

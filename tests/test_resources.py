@@ -80,3 +80,29 @@ def test_only_a_run_that_starts_one_worker_warms_the_first_alone(overrides, one)
     if not overrides:
         c.ray.num_cpus = 2
     assert runtime.one_worker_at_start(c) is one
+
+
+def test_torch_threads_reach_the_trial_and_every_remote_env_runner(ray_runtime):
+    """`resources.torch_threads` is set in the algorithm's own process and in each remote EnvRunner (a
+    process Ray starts with one thread): 2 there can only come from rlgraft's hook."""
+    import torch
+
+    c = schema.to_config(rlgraft.compose(["~experiment", "env.id=CartPole-v1", "seed=0", "resources.torch_threads=2",
+                                          "algo.env_runners.num_env_runners=1",
+                                          "algo.rl_module.model_config.fcnet_hiddens=[8]"]))
+    config = algo.build(c, num_env_runners=1)
+    before = torch.get_num_threads()
+    algorithm = config.build_algo()
+    try:
+        def threads(*_: object) -> int:
+            import torch
+
+            return torch.get_num_threads()
+
+        assert algorithm.env_runner_group.foreach_env_runner(threads, local_env_runner=False) == [1]
+        runtime.TorchThreads(c.resources.torch_threads)(algorithm=algorithm)
+        assert algorithm.env_runner_group.foreach_env_runner(threads, local_env_runner=False) == [2]
+        assert torch.get_num_threads() == 2
+    finally:
+        algorithm.stop()
+        torch.set_num_threads(before)

@@ -93,7 +93,8 @@ BAD = [
         ("algo.evaluation.evaluation_num_env_runners", -1), ("algo.reporting.metrics_num_episodes_for_smoothing", 0),
         ("algo.reporting.min_time_s_per_iteration", -1), ("env.num_agents", 0), ("checkpointing.frequency", -1),
         ("checkpointing.num_to_keep", 0), ("checkpointing.experiment_state_s", 0),
-        ("resources.max_env_runners", -1), ("resources.max_concurrent_trials", 0), ("ray.num_cpus", 0),
+        ("resources.max_env_runners", -1), ("resources.max_concurrent_trials", 0), ("resources.torch_threads", 0),
+        ("ray.num_cpus", 0),
         ("tune.num_samples", 0), ("tune.max_failures", -2), ("tune.grace_period", 0)]],
 ]
 

@@ -88,6 +88,8 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     # 5. The RLlib config that runs, with rlgraft's hooks.
     config = algo.build(c, num_env_runners=fitted.num_env_runners)
     algo.add_callbacks(config, on_checkpoint_loaded=checkpointable.SyncAfterLoad())
+    if c.resources.torch_threads:
+        algo.add_callbacks(config, on_algorithm_init=runtime.TorchThreads(c.resources.torch_threads))
     if resolved.multi_agent and replay.uses_buffer(config):
         algo.add_callbacks(config, on_algorithm_init=replay.StringAgentIds())
     if restore_plan:

@@ -84,6 +84,7 @@ RANGES: dict[str, Range] = {
     "checkpointing.experiment_state_s": POSITIVE,
     "resources.max_env_runners": COUNT0,
     "resources.max_concurrent_trials": COUNT,
+    "resources.torch_threads": COUNT,
     "ray.num_cpus": COUNT,
     "tune.num_samples": COUNT,
     "tune.max_failures": Range(-1, integer=True),

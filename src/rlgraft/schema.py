@@ -91,6 +91,8 @@ class ResourcesConfig:
     # Used when algo.env_runners.num_env_runners is unset: EnvRunners are fitted to the cluster, up to this.
     max_env_runners: int = 2
     max_concurrent_trials: int | None = None  # None: as many as fit
+    # Torch's threads in each process that samples or learns (the trial, EnvRunners, learners); None: torch's.
+    torch_threads: int | None = None
 
 
 @dataclass
