@@ -31,6 +31,8 @@ TINY_RUNS = {
     "sac": ["algo=sac", "env.id=Pendulum-v1", *TINY_OFF_POLICY],
     "appo": ["algo=appo", "env.id=CartPole-v1", "algo.training.train_batch_size_per_learner=128",
              "algo.rl_module.model_config.fcnet_hiddens=[16]"],
+    "impala": ["algo=impala", "env.id=CartPole-v1", "algo.training.train_batch_size_per_learner=128",
+               "algo.rl_module.model_config.fcnet_hiddens=[16]"],
 }
 TARGET_PREFIX = {"dqn": "_target_", "sac": "target_", "appo": "_old_"}
 
@@ -129,11 +131,12 @@ def plan_of(cfg, output_dir: Path) -> restore.RestorePlan:
 # All slow: the default run measured 14.7 min here with SAC's in it (2026-12-07), against a 15 min budget.
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "optimizer", "meanstd"),
-                         [("sac", "keep", True), ("dqn", "reset", True), ("appo", "reset", False)])
+                         [("sac", "keep", True), ("dqn", "reset", True), ("appo", "reset", False),
+                          ("impala", "keep", False)])
 def test_full_restore_of_an_algorithm_with_target_networks(name, optimizer, meanstd, ray_runtime, tmp_path):
-    """A whole DQN / SAC / APPO run goes on from its checkpoint: weights and target networks verified on the
-    learner, counters continued, the optimizer kept or reset, a MeanStdFilter's running statistics carried
-    to the EnvRunner, the source untouched. RLlib's new stack saves no replay buffer."""
+    """A whole DQN / SAC / APPO / IMPALA run goes on from its checkpoint: weights and target networks verified
+    on the learner, counters continued, the optimizer kept or reset, a MeanStdFilter's running statistics
+    carried to the EnvRunner, the source untouched. RLlib's new stack saves no replay buffer."""
     overrides = [*TINY_RUNS[name], *(["algo.env_runners.env_to_module_connector={_target_: "
                                        "ray.rllib.connectors.env_to_module.MeanStdFilter}"] if meanstd else [])]
     first = rlgraft.run(compose(*overrides), output_dir=str(tmp_path / "first"), **QUIET)
@@ -142,7 +145,8 @@ def test_full_restore_of_an_algorithm_with_target_networks(name, optimizer, mean
     assert not [p for p in Path(source).rglob("*") if "replay" in p.name.lower() or "buffer" in p.name.lower()]
     cfg = compose(*overrides, f"+resume={source}", f"restore.optimizer={optimizer}", stop=first["env_steps"] + 200)
     params = [n for n, _ in plan_of(cfg, tmp_path / "plan").callback.transfers[0].params]
-    assert any(n.startswith(TARGET_PREFIX[name]) for n in params), params  # target networks compared and carried
+    if name in TARGET_PREFIX:  # target networks compared and carried (IMPALA has none)
+        assert any(n.startswith(TARGET_PREFIX[name]) for n in params), params
     out = rlgraft.run(cfg, output_dir=str(tmp_path / "resumed"), **QUIET)
     report = out["restore"]["reports"][0]
     assert report["verified"] and report["full"] and out["iterations"] > first["iterations"]
@@ -237,10 +241,16 @@ def test_record_then_clone_with_bc_then_fine_tune_with_ppo(cartpole_ppo, ray_run
     assert rec["episodes"] == 6 and recording.read_back(Path(rec["output"]))[1] == 6
     assert json.loads((tmp_path / "rec" / "record.json").read_text())["env_steps"] == rec["env_steps"] > 0
     net = "algo.rl_module.model_config.fcnet_hiddens=[16,16]"
-    bc = rlgraft.run(rlgraft.compose(["experiment=bc_cartpole", f"algo.offline_data.input_={rec['input_']}", net,
-                                      "stop.training_iteration=2", "algo.evaluation.evaluation_duration=2"]),
-                     output_dir=str(tmp_path / "bc"), **QUIET)
+    bc_config = ["experiment=bc_cartpole", f"algo.offline_data.input_={rec['input_']}", net,
+                 "algo.evaluation.evaluation_duration=2"]
+    bc = rlgraft.run(rlgraft.compose([*bc_config, "stop.training_iteration=2"]), output_dir=str(tmp_path / "bc"),
+                     **QUIET)
     assert bc["iterations"] == 2
+    # the clone goes on training from its checkpoint (a full restore of an offline algorithm), verified
+    more = rlgraft.run(rlgraft.compose([*bc_config, "stop.training_iteration=3", f"+resume={bc['checkpoint']}"]),
+                       output_dir=str(tmp_path / "bc-more"), **QUIET)
+    assert more["restore"]["reports"][0]["verified"] and more["restore"]["reports"][0]["full"]
+    assert more["iterations"] == 3
     cfg = copy.deepcopy(rlgraft.compose(["experiment=cartpole", *TINY, f"+resume={bc['checkpoint']}",
                                          "restore.modules={default_policy:default_policy}"]))
     t = plan_of(cfg, tmp_path / "plan").callback.transfers[0]
@@ -414,3 +424,36 @@ def test_single_agent_dqn_grafted_frozen_into_p1_of_multi_agent_cartpole(ray_run
     assert [e.step for e in acc.Scalars("ray/tune/num_env_steps_sampled_lifetime")] == [100, 200, 300, 400]
     result = evaluation.evaluate(out["checkpoint"], cfg_env(cfg), episodes=1)
     assert set(result["per_module"]) == {"p0", "p1"} and result["per_module"]["p1"]["n"] == 1
+
+
+@pytest.mark.slow
+def test_a_killed_bc_run_started_again_goes_on_from_its_last_checkpoint(cartpole_ppo, tmp_path):
+    """An offline algorithm has no training EnvRunners, and RLlib's `Algorithm.restore_from_path` then fails
+    after restoring ("'NoneType' object has no attribute 'sync_weights'"), which is how Tune restores a
+    resumed trial: a killed BC run could not go on. Killed with SIGKILL after its first checkpoints, the same
+    command goes on from the last one and trains to the stop."""
+    from tests.conftest import run_cli
+    from tests.test_tracking import kill_after_first_checkpoint
+
+    rec = recording.record_checkpoint(schema.RecordConfig(checkpoint=cartpole_ppo["checkpoint"], episodes=4),
+                                      str(tmp_path / "rec"))
+    run_dir = tmp_path / "run"
+    args = ["experiment=bc_cartpole", f"algo.offline_data.input_={rec['input_']}",
+            "algo.rl_module.model_config.fcnet_hiddens=[16,16]", "algo.evaluation.evaluation_duration=1",
+            "stop.training_iteration=60", "checkpointing.frequency=1", "checkpointing.experiment_state_s=2",
+            f"hydra.run.dir={run_dir}"]
+    kill_after_first_checkpoint(args, run_dir, tmp_path / "first.log")
+    [trial] = run_dir.glob("tune/*/*/")
+    done_before = len(list(trial.glob("checkpoint_*")))
+    assert done_before >= 1
+    res = run_cli(*args, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming the Tune experiment" in res.stdout and "sync_weights" not in res.stderr
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["iterations"] == 60
+    import csv
+
+    with (trial / "progress.csv").open() as f:
+        iterations = [int(r["training_iteration"]) for r in csv.DictReader(f)]
+    # one row per iteration up to the kill, then on from the last checkpoint (not from 1 again)
+    assert iterations.count(1) == 1 and iterations[-1] == 60 and max(iterations) == 60

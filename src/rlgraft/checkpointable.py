@@ -13,15 +13,47 @@ from rlgraft.checkpoints import MODULES, digest, filter_digest
 
 
 def restore_all(algorithm: Any, checkpoint: str) -> None:
-    algorithm.restore_from_path(checkpoint)
+    _restore(algorithm, checkpoint)
 
 
 def restore_module(algorithm: Any, checkpoint: str, source: str, target: str) -> None:
-    algorithm.restore_from_path(storage.join(checkpoint, MODULES, source), component=f"{MODULES}/{target}")
+    _restore(algorithm, storage.join(checkpoint, MODULES, source), component=f"{MODULES}/{target}")
 
 
 def restore_component(algorithm: Any, source_path: str, component: str) -> None:
-    algorithm.restore_from_path(source_path, component=component)
+    _restore(algorithm, source_path, component=component)
+
+
+def _restore(algorithm: Any, path: str, **kwargs: Any) -> None:
+    """RLlib's `Algorithm.restore_from_path`: Checkpointable's restore, then a weight sync to the training
+    EnvRunners. An offline algorithm (BC, MARWIL) has none (`env_runner_group` is None), and the sync failed
+    with AttributeError after the restore itself had run (RLlib 2.60). There the restore is Checkpointable's
+    alone; rlgraft's own sync (`sync_env_runners`) then reaches the evaluation EnvRunner, which acts."""
+    if getattr(algorithm, "env_runner_group", None) is None:
+        _checkpointable_restore(algorithm, path, **kwargs)
+        return
+    algorithm.restore_from_path(path, **kwargs)
+
+
+def _checkpointable_restore(algorithm: Any, path: Any, *args: Any, **kwargs: Any) -> None:
+    from ray.rllib.utils.checkpoints import Checkpointable
+
+    Checkpointable.restore_from_path(algorithm, path, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class OfflineRestore:
+    """`on_algorithm_init` for an algorithm without training EnvRunners (BC, MARWIL): this instance's
+    `restore_from_path` is Checkpointable's alone (see `_restore`). Tune restores a resumed or retried trial
+    through it (`Algorithm.load_checkpoint`), and an interrupted BC run failed to go on (measured: "'NoneType'
+    object has no attribute 'sync_weights'"). One instance's method is replaced; RLlib's class is untouched,
+    and `SyncAfterLoad` then gives the evaluation EnvRunner the restored weights."""
+
+    def __call__(self, *, algorithm: Any, **kwargs: Any) -> None:
+        if getattr(algorithm, "env_runner_group", None) is None:
+            import functools
+
+            algorithm.restore_from_path = functools.partial(_checkpointable_restore, algorithm)
 
 
 def set_learner_weights(algorithm: Any, module_id: str, weights: dict[str, Any]) -> None:

@@ -13,7 +13,20 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rlgraft import algo, checkpointable, envs, recovery, replay, report, runtime, search, stopping, timing, transfer
+from rlgraft import (
+    algo,
+    algorithms,
+    checkpointable,
+    envs,
+    recovery,
+    replay,
+    report,
+    runtime,
+    search,
+    stopping,
+    timing,
+    transfer,
+)
 from rlgraft.configs import out_dir, prepare, reports_dir, run_storage
 from rlgraft.errors import RlgraftError
 from rlgraft.restore import RestorePlan, describe, plan
@@ -88,6 +101,8 @@ def run(cfg: DictConfig | Config, *, output_dir: str | None = None, overrides: l
     # 5. The RLlib config that runs, with rlgraft's hooks.
     config = algo.build(c, num_env_runners=fitted.num_env_runners)
     algo.add_callbacks(config, on_checkpoint_loaded=checkpointable.SyncAfterLoad())
+    if algorithms.is_offline(c.algo.name):  # before Tune restores a resumed trial through it
+        algo.add_callbacks(config, on_algorithm_init=checkpointable.OfflineRestore())
     if c.resources.torch_threads:
         algo.add_callbacks(config, on_algorithm_init=runtime.TorchThreads(c.resources.torch_threads))
     if resolved.multi_agent and replay.uses_buffer(config):
