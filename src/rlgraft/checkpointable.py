@@ -142,6 +142,17 @@ class _SetState:
         runner.set_state(ray.get(self.ref))
 
 
+def in_every_process(algorithm: Any, func: Any) -> None:
+    """Call `func()` in the algorithm's own process and in each remote EnvRunner (training and evaluation)
+    and remote learner: every process that samples or learns."""
+    func()
+    for group in _runner_groups(algorithm):
+        if group.num_remote_env_runners():
+            group.foreach_env_runner(lambda _runner: func(), local_env_runner=False)
+    if not algorithm.learner_group.is_local:
+        algorithm.learner_group.foreach_learner(lambda _learner: func())
+
+
 def _runner_groups(algorithm: Any) -> list[Any]:
     return [g for g in (getattr(algorithm, "env_runner_group", None),
                         getattr(algorithm, "eval_env_runner_group", None)) if g is not None]

@@ -147,20 +147,16 @@ class TorchThreads:
     threads: int
 
     def __call__(self, *, algorithm: Any, **kwargs: Any) -> None:
+        from rlgraft import checkpointable
+
         n = self.threads
 
-        def apply(*_: Any) -> None:
+        def apply() -> None:
             import torch
 
             torch.set_num_threads(n)
 
-        apply()  # the algorithm's own process: it samples (0 EnvRunners) and holds the local learner
-        group = getattr(algorithm, "env_runner_group", None)
-        if group is not None and group.num_remote_env_runners():
-            group.foreach_env_runner(apply, local_env_runner=False)
-        learners = getattr(algorithm, "learner_group", None)
-        if learners is not None and not learners.is_local:
-            learners.foreach_learner(apply)
+        checkpointable.in_every_process(algorithm, apply)
 
 
 def _remove(path: str) -> None:
