@@ -1,13 +1,15 @@
 """Where the time of `python -m experiments.run` goes: phase timestamps of whole processes, beside the
 machine's floor measured in the same rounds.
 
-Usage: python bench/startup.py [runs] [--before] [--tiny] [override ...]
+Usage: python bench/startup.py [runs] [--before[=VAR=VALUE,...]] [--tiny] [override ...]
   e.g. python bench/startup.py 3 --tiny          # one 500-step iteration, then exit (issue 25's "tiny run")
-       python bench/startup.py 3 --before --tiny # also the warm-up before issue 25 (RLGRAFT_WARM_TOGETHER=1)
+       python bench/startup.py 3 --before --tiny # also with Ray's workers started when the driver registers
+       python bench/startup.py 3 --before=RLGRAFT_WARM_TOGETHER=1 --tiny  # every idle worker importing at once
        python bench/startup.py 3 experiment=pendulum_solve
 
-Each round measures, one after another: the floor, rlgraft, and with --before rlgraft as it started
-before issue 25 (every idle worker importing RLlib at once, after registering with the raylet).
+Each round measures, one after another: the floor, rlgraft, and with --before rlgraft with the variables
+given set (by default RLGRAFT_PRESTART=0: Ray's idle workers started when the first driver registers, at
+the end of `ray.init`, as before 2026-12-08).
 The floor: two whole processes started at the same moment, `import ray` + `ray.init` (timed to
 ray.init's return) and `import ray.rllib.algorithms.ppo` (timed to its exit), the later of the two. A trial's first env
 step needs both, in whichever processes; no launcher on this machine goes below it.
@@ -39,9 +41,12 @@ from common import ROOT, machine
 
 args = sys.argv[1:]
 runs = int(args.pop(0)) if args and args[0].isdigit() else 3
-before = "--before" in args
+given = [a for a in args if a == "--before" or a.startswith("--before=")]
+before = bool(given)
+BEFORE = dict(kv.split("=", 1) for kv in given[0].removeprefix("--before").lstrip("=").split(",") if kv) \
+    if given and given[0] != "--before" else {"RLGRAFT_PRESTART": "0"}
 TINY = ["stop.num_env_steps_sampled_lifetime=500", "algo.training.train_batch_size_per_learner=500"]
-overrides = [a for a in args if a not in ("--before", "--tiny")] + (TINY if "--tiny" in args else [])
+overrides = [a for a in args if a != "--tiny" and a not in given] + (TINY if "--tiny" in args else [])
 out = Path(tempfile.mkdtemp(prefix="rlgraft-startup-"))
 PHASES = ["imports done", "ray.init started", "trial process started", "worker warm-up started",
           "torch and RLlib imported", "ray.init done in the background", "checks done", "ray.init done",
@@ -138,7 +143,6 @@ def imports() -> list[tuple[str, float]]:
     return [(name, first[name]) for name in WATCH if name in first]
 
 
-BEFORE = {"RLGRAFT_WARM_TOGETHER": "1"}
 floors, rows, befores = [], [], []
 for i in range(runs):
     floors.append(floor(i))
@@ -164,7 +168,7 @@ def table(rows: list[dict[str, float]], title: str) -> None:
 
 table(rows, "rlgraft:")
 if befores:
-    table(befores, "before (RLGRAFT_WARM_TOGETHER=1: every idle worker imports at once, after registering):")
+    table(befores, "before (" + ", ".join(f"{k}={v}" for k, v in BEFORE.items()) + "):")
 print("\n| floor, whole processes started together | median s | min - max |\n|---|---|---|")
 for key in ("ray.init", "RLlib import", "floor"):
     have = [f[key] for f in floors]
