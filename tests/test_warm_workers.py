@@ -88,7 +88,7 @@ ray.shutdown()
 
 def test_a_local_runtime_starts_its_idle_workers_before_the_driver_registers(tmp_path):
     """Ray's own default starts them when the first driver registers (the end of `ray.init`); rlgraft's
-    local runtime has the raylet start them as it comes up, so their warm-up import starts ~1 s earlier."""
+    local runtime has the raylet start them as it comes up, so their warm-up import starts ~0.7 s earlier."""
     script = tmp_path / "prestart.py"
     script.write_text(PRESTART_PROBE)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RLGRAFT_PRESTART")}

@@ -67,9 +67,10 @@ def _init_kwargs(ray_cfg: RayConfig, alone: bool = False) -> dict[str, Any]:
 
 
 # Ray starts a local runtime's idle workers when the first driver registers, at the end of `ray.init`;
-# with this, as soon as the raylet is up (its own `--num_prestart_python_workers`, one per CPU), ~1 s
-# earlier here, so their warm-up import starts earlier too. They serve the driver's job as the others
-# would (its sys.path, working directory and environment; measured). RLGRAFT_PRESTART=0: Ray's default.
+# with this, as soon as the raylet is up (its own `--num_prestart_python_workers`, one per CPU), 0.7 s
+# earlier here (medians of 5, BENCHMARKS.md), so their warm-up import starts earlier too. They serve the
+# driver's job as the others would (its sys.path, working directory and environment; measured).
+# RLGRAFT_PRESTART=0: Ray's default.
 PRESTART = {"enable_worker_prestart": True}
 
 
